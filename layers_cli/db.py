@@ -1,0 +1,84 @@
+"""Opening the one SQLite database of a data home: WAL, foreign keys, migrations.
+
+Transactions that move money use ``BEGIN IMMEDIATE`` (see `immediate`), so two processes or
+threads racing for the last credits queue on SQLite's write lock instead of both reading the
+same balance.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlite_utils import Database
+
+from .errors import DatabaseError
+from .migrations import MIGRATIONS
+
+BUSY_TIMEOUT_MS = 30_000
+
+
+def now_iso() -> str:
+    """UTC timestamps as sortable ISO text, millisecond precision."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def known_migrations() -> list[str]:
+    return [m.name for m in MIGRATIONS._migrations]
+
+
+def schema_version(db: Database) -> int:
+    return len(MIGRATIONS.applied(db))
+
+
+def open_db(path: Path, *, migrate: bool = True) -> Database:
+    """Open (creating if needed) the database at ``path`` and bring its schema up to date."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        db = Database(conn, execute_plugins=False)
+        applied = [m.name for m in MIGRATIONS.applied(db)]
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise DatabaseError(
+            f"{path} is not a usable Layers database ({exc}).",
+            hint="Move the file aside (or point LAYERS_HOME elsewhere) and run the command "
+            "again to start a fresh one; restore it from a backup if it held credits.",
+        ) from exc
+    unknown = [name for name in applied if name not in known_migrations()]
+    if unknown:
+        conn.close()
+        raise DatabaseError(
+            f"{path} was written by a newer version of Layers (schema {len(applied)}, "
+            f"this version knows {len(known_migrations())}; unknown migrations: "
+            f"{', '.join(unknown)}).",
+            hint="Upgrade Layers (`pip install -U layers-cli`) to use this data home.",
+        )
+    if migrate and len(applied) < len(known_migrations()):
+        try:
+            MIGRATIONS.apply(db)
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise DatabaseError(f"Could not migrate {path}: {exc}.") from exc
+    return db
+
+
+@contextlib.contextmanager
+def immediate(db: Database) -> Iterator[sqlite3.Connection]:
+    """One write transaction that takes SQLite's write lock up front."""
+    conn = db.conn
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.rollback()
+        raise
+    else:
+        conn.commit()

@@ -1,0 +1,535 @@
+"""The request flow of `layers serve`, one function per step:
+
+    authenticate → validate + resolve model → route → rate limit → quote + hold
+    → provider (retries, fallbacks) → charge → settle + request row → response
+
+Settlement happens on every exit path: success, provider failure (released, charged
+nothing), and a client that disconnects mid-stream (charged for what was generated, marked
+estimated). All database work runs on one dedicated thread so the event loop never blocks
+on SQLite and writes never contend inside the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from . import keys, ledger, requestlog, validation
+from .db import immediate, now_iso
+from .errors import LayersError, ProviderError
+from .limits import LimitState, RateLimiter
+from .pricing import charge, micro_to_credits, micro_to_usd, quote
+from .providers import get_adapter
+from .providers.base import Chunk, Completion, Provider, UpstreamCall, Usage
+from .routing import ProviderRoute, provider_routes
+from .tokens import estimate_messages_tokens, estimate_text_tokens
+
+if TYPE_CHECKING:
+    import httpx
+
+    from .catalog import ModelInfo
+    from .keys import Principal
+    from .service import Layers
+
+T = TypeVar("T")
+
+
+def new_request_id() -> str:
+    return "req_" + secrets.token_hex(12)
+
+
+@dataclass
+class Ctx:
+    """Everything known about one request as it moves through the flow."""
+
+    request_id: str
+    endpoint: str
+    started: float = field(default_factory=time.perf_counter)
+    principal: Principal | None = None
+    model: ModelInfo | None = None
+    served_by: ModelInfo | None = None
+    simulated: bool = False
+    streamed: bool = False
+    hold: ledger.Hold | None = None
+    admitted_tokens: int = 0
+    metadata: dict[str, Any] | None = None
+    ttft_ms: int | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def elapsed_ms(self) -> int:
+        return int((time.perf_counter() - self.started) * 1000)
+
+
+class Gateway:
+    def __init__(self, layers: Layers) -> None:
+        self.layers = layers
+        self.settings = layers.settings
+        self.catalog = layers.catalog
+        self.routes: dict[str, ProviderRoute] = provider_routes(self.settings)
+        self.limiter = RateLimiter()
+        self.http: httpx.AsyncClient | None = None
+        self.retry_base_delay = 0.25
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="layers-db")
+
+    # -- lifecycle -----------------------------------------------------------------------
+    async def start(self) -> list[ledger.Hold]:
+        import httpx
+
+        self.http = httpx.AsyncClient(
+            timeout=self.settings.upstream_timeout,
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=100),
+        )
+        return await self.db(ledger.recover)
+
+    async def stop(self) -> None:
+        if self.http is not None:
+            await self.http.aclose()
+        self._executor.shutdown(wait=True)
+
+    async def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn(db, *args)`` on the database thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._executor, partial(fn, self.layers.db, *args, **kwargs)
+        )
+
+    async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a `Layers` service method on the database thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, partial(fn, *args, **kwargs))
+
+    # -- steps ---------------------------------------------------------------------------
+    async def authenticate(self, authorization: str | None) -> Principal:
+        return await self.db(keys.verify, authorization)
+
+    def route(self, model: ModelInfo, principal: Principal) -> tuple[Provider, ProviderRoute | None]:
+        route = self.routes.get(model.provider)
+        if principal.is_test or route is None or not route.live:
+            return get_adapter("simulator"), None
+        return get_adapter(route.adapter), route
+
+    def candidates(self, model: ModelInfo) -> list[ModelInfo]:
+        """The model, then its configured fallbacks (tried on retryable failures)."""
+        chain = [model]
+        for fallback_id in self.settings.fallbacks.get(model.id, []):
+            chain.append(self.catalog.resolve(fallback_id))
+        return chain
+
+    def _upstream_call(
+        self, model: ModelInfo, body: dict[str, Any], route: ProviderRoute | None,
+        simulate: dict[str, str],
+    ) -> UpstreamCall:
+        return UpstreamCall(
+            body={**body, "model": model.upstream_id},
+            model=model,
+            upstream_model=model.upstream_id,
+            http=self.http,
+            credential=route.credential if route else None,
+            base_url=route.base_url if route else None,
+            timeout=self.settings.upstream_timeout,
+            simulate=simulate if route is None else {},
+        )
+
+    async def admit_and_hold(
+        self, ctx: Ctx, chain: list[ModelInfo], prompt_tokens: int, max_out: int, images: int = 0
+    ) -> None:
+        """Rate limits, then a hold for the worst case over the model and its fallbacks."""
+        principal = ctx.principal
+        assert principal is not None
+        ctx.admitted_tokens = prompt_tokens + max_out
+        state = self.limiter.admit(principal.key_id, principal.rpm, principal.tpm,
+                                   ctx.admitted_tokens)
+        ctx.headers.update(state.headers())
+        worst = max(
+            quote(m, prompt_tokens, max_out, self.layers.markup(m), images).micro for m in chain
+        )
+        ctx.hold = await self.db(
+            ledger.hold,
+            worst,
+            ctx.request_id,
+            key_id=principal.key_id,
+            project_id=principal.project_id,
+            key_name=principal.key_label or principal.prefix,
+            project_name=principal.project_name,
+        )
+
+    async def with_retries(
+        self,
+        ctx: Ctx,
+        chain: list[ModelInfo],
+        body: dict[str, Any],
+        simulate: dict[str, str],
+        op: Callable[[Provider, UpstreamCall], Awaitable[T]],
+    ) -> T:
+        """Call the provider; retry retryable failures with backoff, then try fallbacks.
+
+        Only ever called before any byte reached the client, so a retry is invisible.
+        """
+        assert ctx.principal is not None
+        last: ProviderError | None = None
+        for model in chain:
+            adapter, route = self.route(model, ctx.principal)
+            ctx.served_by, ctx.simulated = model, route is None
+            call = self._upstream_call(model, body, route, simulate)
+            for attempt in range(self.settings.max_retries + 1):
+                try:
+                    return await op(adapter, call)
+                except ProviderError as exc:
+                    last = exc
+                    if not exc.retryable or route is None:
+                        break  # the simulator fails on purpose: no retry
+                    if attempt < self.settings.max_retries:
+                        delay = self.retry_base_delay * (2**attempt)
+                        if exc.retry_after is not None:
+                            delay = min(max(delay, exc.retry_after), 10.0)
+                        await asyncio.sleep(delay)
+            if last is not None and not last.retryable:
+                break
+        assert last is not None
+        raise last
+
+    def layers_object(self, ctx: Ctx, credits_micro: int, balance_micro: int,
+                      estimated: bool = False) -> dict[str, Any]:
+        served = ctx.served_by or ctx.model
+        obj: dict[str, Any] = {
+            "request_id": ctx.request_id,
+            "credits_used": micro_to_credits(credits_micro),
+            "cost_usd": micro_to_usd(credits_micro),
+            "balance_remaining": micro_to_credits(balance_micro),
+            "simulated": ctx.simulated,
+            "latency_ms": ctx.elapsed_ms,
+            "model": served.id if served else None,
+            "provider": served.provider if served else None,
+        }
+        if ctx.ttft_ms is not None:
+            obj["ttft_ms"] = ctx.ttft_ms
+        if estimated:
+            obj["estimated"] = True
+        if served and ctx.model and served.id != ctx.model.id:
+            obj["fallback_from"] = ctx.model.id
+        return obj
+
+    def _row(self, ctx: Ctx, **fields: Any) -> requestlog.RequestRow:
+        served = ctx.served_by or ctx.model
+        p = ctx.principal
+        return requestlog.RequestRow(
+            id=ctx.request_id,
+            created_at=now_iso(),
+            endpoint=ctx.endpoint,
+            key_id=p.key_id if p else None,
+            project_id=p.project_id if p else None,
+            model=served.id if served else None,
+            provider=("simulator:" if ctx.simulated else "") + served.provider if served else None,
+            upstream_model=served.upstream_id if served else None,
+            simulated=ctx.simulated,
+            streamed=ctx.streamed,
+            latency_ms=ctx.elapsed_ms,
+            ttft_ms=ctx.ttft_ms,
+            metadata=ctx.metadata,
+            **fields,
+        )
+
+    async def settle(
+        self, ctx: Ctx, usage: Usage, *, finish_reason: str | None, status: str = "ok"
+    ) -> tuple[int, int]:
+        """Charge the actual usage and write the request row, in one transaction.
+        Returns (credits charged, balance after), in micro-credits."""
+        served = ctx.served_by or ctx.model
+        assert served is not None and ctx.hold is not None
+        markup = self.layers.markup(served)
+        priced = charge(served, usage, markup)
+        row = self._row(
+            ctx,
+            status=status,
+            http_status=200,
+            finish_reason=finish_reason,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cached_tokens=usage.cached_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+            images=usage.images,
+            estimated=usage.estimated,
+            base_micro=priced.base_micro,
+            credits_micro=priced.micro,
+            markup=str(markup),
+        )
+        if ctx.principal:
+            self.limiter.adjust(ctx.principal.key_id, ctx.admitted_tokens, usage.total_tokens)
+        hold = ctx.hold
+
+        def _settle(db: Any) -> tuple[int, int]:
+            charged = ledger.settle(db, hold, priced.micro,
+                                    also=lambda conn: requestlog.insert(conn, row))
+            return charged, ledger.balance(db).available
+
+        return await self.db(_settle)
+
+    async def fail(self, ctx: Ctx, exc: LayersError) -> None:
+        """Record a failed request; release its hold (nothing is charged)."""
+        exc.extra.setdefault("request_id", ctx.request_id)
+        row = self._row(
+            ctx,
+            status="error",
+            http_status=exc.status,
+            error_code=exc.code,
+            error=exc.message[:2000],
+        )
+        hold = ctx.hold
+
+        def _record(db: Any) -> None:
+            if hold is not None:
+                ledger.release(db, hold, also=lambda conn: requestlog.insert(conn, row))
+            else:
+                with immediate(db) as conn:
+                    requestlog.insert(conn, row)
+
+        try:
+            await self.db(_record)
+        except Exception:  # the error the client sees matters more than its log row
+            pass
+
+    async def run(self, ctx: Ctx, flow: Awaitable[T]) -> T:
+        """Run a flow; any failure is recorded, its hold released, and re-raised."""
+        try:
+            return await flow
+        except LayersError as exc:
+            await self.fail(ctx, exc)
+            raise
+        except Exception as exc:
+            error = LayersError(
+                f"Internal error in Layers ({exc.__class__.__name__}); request {ctx.request_id}"
+                " was not charged.",
+                hint="Run `layers requests show " + ctx.request_id + "` for details.",
+            )
+            await self.fail(ctx, error)
+            raise error from exc
+
+    async def prepare(self, ctx: Ctx, authorization: str | None, body: Any,
+                      check: Callable[[dict[str, Any], ModelInfo], T]) -> tuple[dict[str, Any], T]:
+        """Authenticate, validate and resolve the model (shared by every endpoint)."""
+        body = validation.require_object(body)
+        ctx.principal = await self.authenticate(authorization)
+        model_id = validation.require_model(body)
+        ctx.model = self.catalog.resolve(model_id)
+        if ctx.model.lifecycle == "deprecated":
+            ctx.headers["x-layers-deprecation"] = (
+                f"{ctx.model.id} is deprecated; end of life {ctx.model.end_of_life}"
+                + (f"; use {ctx.model.replacement}" if ctx.model.replacement else "")
+            )
+        if isinstance(body.get("metadata"), dict):
+            ctx.metadata = body["metadata"]
+        checked = check(body, ctx.model)
+        return body, checked
+
+    def simulate_directives(self, header: str | None) -> dict[str, str]:
+        if not header:
+            return {}
+        from .providers.simulator import parse_simulate_header
+
+        return parse_simulate_header(header)
+
+    # -- endpoints -----------------------------------------------------------------------
+    async def chat(self, authorization: str | None, body: Any,
+                   simulate: str | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+        ctx = Ctx(new_request_id(), "chat")
+
+        async def flow() -> tuple[dict[str, Any], dict[str, str]]:
+            req, max_out = await self.prepare(ctx, authorization, body, validation.check_chat)
+            directives = self.simulate_directives(simulate)
+            chain = self.candidates(ctx.model)  # type: ignore[arg-type]
+            prompt = estimate_messages_tokens(req["messages"], req.get("tools"))
+            await self.admit_and_hold(ctx, chain, prompt, max_out)
+            result: Completion = await self.with_retries(
+                ctx, chain, req, directives, lambda a, c: a.complete(c)
+            )
+            charged, balance = await self.settle(ctx, result.usage,
+                                                 finish_reason=result.finish_reason)
+            served = ctx.served_by or ctx.model
+            body_out = _completion(ctx, served.id if served else "", result,  # type: ignore[union-attr]
+                                   self.layers_object(ctx, charged, balance))
+            return body_out, self.response_headers(ctx, charged, balance)
+
+        return await self.run(ctx, flow())
+
+    def response_headers(self, ctx: Ctx, charged: int | None, balance: int | None) -> dict[str, str]:
+        headers = {"x-request-id": ctx.request_id, **ctx.headers}
+        if charged is not None:
+            headers["x-layers-credits-used"] = f"{micro_to_credits(charged):.6f}".rstrip("0")
+        if balance is not None:
+            headers["x-layers-balance"] = f"{micro_to_credits(balance):.6f}".rstrip("0")
+        if ctx.simulated:
+            headers["x-layers-simulated"] = "true"
+        return headers
+
+    async def chat_stream(self, authorization: str | None, body: Any,
+                          simulate: str | None = None) -> ChatStream:
+        """Everything up to the first chunk happens here, so failures before any output are
+        plain HTTP errors (and retried/fallen back); the returned stream does the rest."""
+        ctx = Ctx(new_request_id(), "chat", streamed=True)
+
+        async def flow() -> ChatStream:
+            req, max_out = await self.prepare(ctx, authorization, body, validation.check_chat)
+            directives = self.simulate_directives(simulate)
+            chain = self.candidates(ctx.model)  # type: ignore[arg-type]
+            prompt = estimate_messages_tokens(req["messages"], req.get("tools"))
+            await self.admit_and_hold(ctx, chain, prompt, max_out)
+
+            async def open_stream(adapter: Provider, call: UpstreamCall) -> ChatStream:
+                iterator = adapter.stream(call).__aiter__()
+                try:
+                    first = await iterator.__anext__()
+                except StopAsyncIteration:
+                    first = Chunk(finish_reason="stop")
+                return ChatStream(self, ctx, iterator, first, prompt)
+
+            return await self.with_retries(ctx, chain, req, directives, open_stream)
+
+        return await self.run(ctx, flow())
+
+    async def images(self, authorization: str | None, body: Any,
+                     simulate: str | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+        from .openai_shape import image_body
+
+        ctx = Ctx(new_request_id(), "images")
+
+        async def flow() -> tuple[dict[str, Any], dict[str, str]]:
+            req, n = await self.prepare(ctx, authorization, body, validation.check_images)
+            directives = self.simulate_directives(simulate)
+            chain = self.candidates(ctx.model)  # type: ignore[arg-type]
+            prompt = estimate_text_tokens(req["prompt"])
+            await self.admit_and_hold(ctx, chain, prompt, 0, images=n)
+            result = await self.with_retries(ctx, chain, req, directives,
+                                             lambda a, c: a.images(c))
+            charged, balance = await self.settle(ctx, result.usage, finish_reason=None)
+            out = image_body(int(time.time()), result.images, result.revised_prompts,
+                             result.usage, self.layers_object(ctx, charged, balance))
+            return out, self.response_headers(ctx, charged, balance)
+
+        return await self.run(ctx, flow())
+
+    async def embeddings(self, authorization: str | None, body: Any,
+                         simulate: str | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+        from .openai_shape import embedding_body
+
+        ctx = Ctx(new_request_id(), "embeddings")
+
+        async def flow() -> tuple[dict[str, Any], dict[str, str]]:
+            req, inputs = await self.prepare(ctx, authorization, body, validation.check_embeddings)
+            directives = self.simulate_directives(simulate)
+            chain = self.candidates(ctx.model)  # type: ignore[arg-type]
+            prompt = sum(estimate_text_tokens(text) for text in inputs)
+            await self.admit_and_hold(ctx, chain, prompt, 0)
+            upstream_body = {**req, "input": inputs}
+            result = await self.with_retries(ctx, chain, upstream_body, directives,
+                                             lambda a, c: a.embed(c))
+            charged, balance = await self.settle(ctx, result.usage, finish_reason=None)
+            served = ctx.served_by or ctx.model
+            out = embedding_body(served.id, result.vectors,  # type: ignore[union-attr]
+                                 req.get("encoding_format", "float"), result.usage,
+                                 self.layers_object(ctx, charged, balance))
+            return out, self.response_headers(ctx, charged, balance)
+
+        return await self.run(ctx, flow())
+
+    def limit_headers(self, principal: Principal) -> LimitState:
+        return self.limiter.peek(principal.key_id, principal.rpm)
+
+
+def _completion(ctx: Ctx, model_id: str, result: Completion, layers: dict[str, Any]) -> dict[str, Any]:
+    from .openai_shape import completion_body
+
+    return completion_body("chatcmpl-" + ctx.request_id[4:], int(time.time()), model_id, result,
+                           layers)
+
+
+class ChatStream:
+    """A started stream: iterate `events()` for OpenAI chunk dicts; `abort()` when the client
+    went away. Exactly one settlement happens, whichever way the stream ends."""
+
+    def __init__(self, gateway: Gateway, ctx: Ctx, iterator: AsyncIterator[Chunk], first: Chunk,
+                 prompt_estimate: int) -> None:
+        from .openai_shape import ChunkRenderer
+
+        self.gateway = gateway
+        self.ctx = ctx
+        self.iterator = iterator
+        self.first: Chunk | None = first
+        self.prompt_estimate = prompt_estimate
+        served = ctx.served_by or ctx.model
+        self.renderer = ChunkRenderer("chatcmpl-" + ctx.request_id[4:], int(time.time()),
+                                      served.id if served else "")
+        self.finished = False
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return self.gateway.response_headers(self.ctx, None, None)
+
+    async def _chunks(self) -> AsyncIterator[Chunk]:
+        if self.first is not None:
+            first, self.first = self.first, None
+            yield first
+        async for chunk in self.iterator:
+            yield chunk
+
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
+        usage: Usage | None = None
+        extra: dict[str, Any] = {}
+        metadata: dict[str, Any] | None = None
+        try:
+            async for chunk in self._chunks():
+                for event in self.renderer.render(chunk):
+                    if self.ctx.ttft_ms is None:
+                        self.ctx.ttft_ms = self.ctx.elapsed_ms
+                    yield event
+                if chunk.usage is not None:
+                    usage = chunk.usage
+                if chunk.extra:
+                    extra.update(chunk.extra)
+                if chunk.provider_metadata:
+                    metadata = chunk.provider_metadata
+        except ProviderError as exc:
+            if not self.finished:
+                self.finished = True
+                await self.gateway.fail(self.ctx, exc)
+            yield exc.to_body(self.ctx.request_id)
+            return
+        if self.finished:
+            return
+        self.finished = True
+        if usage is None:
+            usage = self._estimate()
+        charged, balance = await self.gateway.settle(
+            self.ctx, usage, finish_reason=self.renderer.finish_reason or "stop"
+        )
+        layers = self.gateway.layers_object(self.ctx, charged, balance, usage.estimated)
+        for event in self.renderer.final(usage, layers, extra, metadata):
+            yield event
+
+    def _estimate(self) -> Usage:
+        return Usage(
+            prompt_tokens=self.prompt_estimate,
+            completion_tokens=estimate_text_tokens(self.renderer.generated_text),
+            estimated=True,
+        )
+
+    async def abort(self) -> None:
+        """The client disconnected: stop the upstream and bill what was generated."""
+        if self.finished:
+            return
+        self.finished = True
+        closer = getattr(self.iterator, "aclose", None)
+        if closer is not None:
+            try:
+                await closer()
+            except Exception:
+                pass
+        await self.gateway.settle(self.ctx, self._estimate(), finish_reason="client_disconnect",
+                                  status="cancelled")

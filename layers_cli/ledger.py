@@ -1,0 +1,280 @@
+"""The only code that moves credits.
+
+Every movement is one ``BEGIN IMMEDIATE`` transaction that writes its row(s) and the running
+totals together, so the account's balance is always ``sum(entries) − sum(open holds)``:
+
+* ``topup``   adds a positive entry (top-up, grant, refund or adjustment);
+* ``hold``    reserves a request's worst case, refused when it would take the available
+  balance (or a key's / project's budget) below zero;
+* ``settle``  closes the hold and writes the actual charge, in one step;
+* ``release`` closes the hold and charges nothing;
+* ``recover`` releases holds whose process died (a crash never loses or doubles a charge).
+
+Each operation is idempotent per request id: a retried settle or release is a no-op.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlite_utils import Database
+
+from .db import immediate, now_iso
+from .errors import BudgetExceeded, InsufficientCredits, InvalidRequest, NotFound
+from .pricing import format_credits
+
+AlsoFn = Callable[[sqlite3.Connection], None]
+
+
+@dataclass(frozen=True)
+class Hold:
+    id: int
+    request_id: str
+    amount: int
+    key_id: str | None = None
+    project_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Balance:
+    entries: int  # sum of all ledger entries
+    held: int  # sum of open holds
+
+    @property
+    def available(self) -> int:
+        return self.entries - self.held
+
+
+def balance(db: Database) -> Balance:
+    row = db.conn.execute("SELECT entries_micro, held_micro FROM account WHERE id = 1").fetchone()
+    return Balance(entries=row[0], held=row[1])
+
+
+def _insert_entry(
+    conn: sqlite3.Connection,
+    kind: str,
+    amount: int,
+    *,
+    request_id: str | None = None,
+    key_id: str | None = None,
+    project_id: int | None = None,
+    note: str = "",
+) -> None:
+    conn.execute(
+        "INSERT INTO ledger_entries (created_at, kind, amount_micro, request_id, key_id,"
+        " project_id, note) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (now_iso(), kind, amount, request_id, key_id, project_id, note),
+    )
+    conn.execute("UPDATE account SET entries_micro = entries_micro + ? WHERE id = 1", (amount,))
+
+
+def topup(db: Database, amount: int, *, note: str = "", kind: str = "topup") -> Balance:
+    """Add credits. ``kind`` is ``topup``, ``grant``, ``refund`` or ``adjustment``."""
+    if not isinstance(amount, int) or isinstance(amount, bool):
+        raise InvalidRequest("Amounts are integer micro-credits.")
+    if kind not in ("topup", "grant", "refund", "adjustment"):
+        raise InvalidRequest(f"Unknown ledger entry kind '{kind}'.")
+    if amount <= 0 and kind != "adjustment":
+        raise InvalidRequest("A top-up must be positive.", param="amount")
+    with immediate(db) as conn:
+        _insert_entry(conn, kind, amount, note=note)
+    return balance(db)
+
+
+def _hold_from_row(row: tuple[Any, ...]) -> Hold:
+    return Hold(id=row[0], request_id=row[1], amount=row[2], key_id=row[3], project_id=row[4])
+
+
+def _check_budget(
+    conn: sqlite3.Connection, table: str, row_id: Any, column: str, amount: int, name: str
+) -> None:
+    budget_row = conn.execute(
+        f"SELECT budget_micro, spent_micro FROM {table} WHERE id = ?", (row_id,)
+    ).fetchone()
+    if not budget_row or budget_row[0] is None:
+        return
+    budget, spent = budget_row
+    held = conn.execute(
+        f"SELECT COALESCE(SUM(amount_micro), 0) FROM holds WHERE status = 'open' AND {column} = ?",
+        (row_id,),
+    ).fetchone()[0]
+    if spent + held + amount > budget:
+        what = "key" if table == "api_keys" else "project"
+        left = max(0, budget - spent - held)
+        raise BudgetExceeded(
+            f"The {what} budget of {name} is spent: {format_credits(spent)} of "
+            f"{format_credits(budget)} credits used, {format_credits(left)} left, and this "
+            f"request may need {format_credits(amount)}.",
+            hint=f"Raise it with `layers {what}s {'budget' if what == 'project' else 'update'}"
+            f" {name} --budget CREDITS`.",
+            budget=what,
+            budget_credits=format_credits(budget),
+            spent_credits=format_credits(spent),
+            required=format_credits(amount),
+        )
+
+
+def hold(
+    db: Database,
+    amount: int,
+    request_id: str,
+    *,
+    key_id: str | None = None,
+    project_id: int | None = None,
+    key_name: str | None = None,
+    project_name: str | None = None,
+) -> Hold:
+    """Reserve ``amount`` micro-credits for ``request_id``, or refuse with 402."""
+    if amount < 0:
+        raise InvalidRequest("A hold cannot be negative.")
+    with immediate(db) as conn:
+        existing = conn.execute(
+            "SELECT id, request_id, amount_micro, key_id, project_id FROM holds"
+            " WHERE request_id = ?",
+            (request_id,),
+        ).fetchone()
+        if existing:
+            return _hold_from_row(existing)
+        entries, held = conn.execute(
+            "SELECT entries_micro, held_micro FROM account WHERE id = 1"
+        ).fetchone()
+        available = entries - held
+        if amount > available:
+            raise InsufficientCredits(
+                f"Insufficient credits: the balance is {format_credits(available)} credits "
+                f"and this request may cost up to {format_credits(amount)}.",
+                hint="Add credits with `layers credits topup 500` (or `$5`), or lower "
+                "max_tokens.",
+                balance=format_credits(available),
+                required=format_credits(amount),
+            )
+        if key_id is not None:
+            _check_budget(conn, "api_keys", key_id, "key_id", amount, key_name or key_id)
+        if project_id is not None:
+            _check_budget(
+                conn, "projects", project_id, "project_id", amount, project_name or str(project_id)
+            )
+        cur = conn.execute(
+            "INSERT INTO holds (request_id, amount_micro, key_id, project_id, pid, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (request_id, amount, key_id, project_id, os.getpid(), now_iso()),
+        )
+        conn.execute("UPDATE account SET held_micro = held_micro + ? WHERE id = 1", (amount,))
+        return Hold(cur.lastrowid or 0, request_id, amount, key_id, project_id)
+
+
+def _close(
+    db: Database, h: Hold, status: str, charged: int, also: AlsoFn | None
+) -> int:
+    with immediate(db) as conn:
+        row = conn.execute(
+            "SELECT status, amount_micro, charged_micro FROM holds WHERE request_id = ?",
+            (h.request_id,),
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"No hold for request {h.request_id}.")
+        if row[0] != "open":
+            return int(row[2] or 0)  # already closed: idempotent
+        conn.execute(
+            "UPDATE holds SET status = ?, closed_at = ?, charged_micro = ? WHERE request_id = ?",
+            (status, now_iso(), charged, h.request_id),
+        )
+        conn.execute("UPDATE account SET held_micro = held_micro - ? WHERE id = 1", (row[1],))
+        if charged:
+            _insert_entry(
+                conn,
+                "charge",
+                -charged,
+                request_id=h.request_id,
+                key_id=h.key_id,
+                project_id=h.project_id,
+            )
+            if h.key_id is not None:
+                conn.execute(
+                    "UPDATE api_keys SET spent_micro = spent_micro + ? WHERE id = ?",
+                    (charged, h.key_id),
+                )
+            if h.project_id is not None:
+                conn.execute(
+                    "UPDATE projects SET spent_micro = spent_micro + ? WHERE id = ?",
+                    (charged, h.project_id),
+                )
+        if also is not None:
+            also(conn)
+        return charged
+
+
+def settle(db: Database, h: Hold, actual: int, *, also: AlsoFn | None = None) -> int:
+    """Close the hold and charge ``actual`` micro-credits; ``also`` runs in the same
+    transaction (the service writes the request row there). Returns what was charged."""
+    if actual < 0:
+        raise InvalidRequest("A charge cannot be negative.")
+    return _close(db, h, "settled", actual, also)
+
+
+def release(db: Database, h: Hold, *, also: AlsoFn | None = None) -> None:
+    """Close the hold and charge nothing (the provider failed or was never called)."""
+    _close(db, h, "released", 0, also)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def open_holds(db: Database) -> list[dict[str, Any]]:
+    return list(db.query("SELECT * FROM holds WHERE status = 'open' ORDER BY id"))
+
+
+def recover(db: Database, *, all_processes: bool = False) -> list[Hold]:
+    """Release holds left by processes that are gone (or every open hold with
+    ``all_processes``); returns what was released."""
+    released = []
+    for row in open_holds(db):
+        if all_processes or not _pid_alive(row["pid"]):
+            h = Hold(row["id"], row["request_id"], row["amount_micro"], row["key_id"],
+                     row["project_id"])
+            release(db, h)
+            released.append(h)
+    return released
+
+
+def history(db: Database, limit: int | None = None) -> list[dict[str, Any]]:
+    """Ledger entries, newest first, each with the balance right after it."""
+    sql = (
+        "SELECT id, created_at, kind, amount_micro, request_id, key_id, project_id, note,"
+        " SUM(amount_micro) OVER (ORDER BY id) AS balance_micro FROM ledger_entries"
+        " ORDER BY id DESC"
+    )
+    params: list[Any] = []
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(limit)
+    return list(db.query(sql, params))
+
+
+def verify(db: Database) -> dict[str, int | bool]:
+    """Recompute the running totals from the rows; ``ok`` is true when they agree."""
+    entries = db.conn.execute("SELECT COALESCE(SUM(amount_micro), 0) FROM ledger_entries").fetchone()[0]
+    held = db.conn.execute(
+        "SELECT COALESCE(SUM(amount_micro), 0) FROM holds WHERE status = 'open'"
+    ).fetchone()[0]
+    b = balance(db)
+    return {
+        "ok": entries == b.entries and held == b.held,
+        "entries_micro": entries,
+        "held_micro": held,
+        "cached_entries_micro": b.entries,
+        "cached_held_micro": b.held,
+    }

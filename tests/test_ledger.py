@@ -1,0 +1,188 @@
+"""The ledger against a real SQLite file: races, idempotency, crash recovery, invariants."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from layers_cli import ledger
+from layers_cli.db import open_db
+from layers_cli.errors import BudgetExceeded, InsufficientCredits, InvalidRequest
+
+
+@pytest.fixture
+def db(tmp_path):
+    database = open_db(tmp_path / "ledger.db")
+    yield database
+    database.close()
+
+
+def sums(db):
+    entries = db.conn.execute("SELECT COALESCE(SUM(amount_micro),0) FROM ledger_entries").fetchone()[0]
+    held = db.conn.execute(
+        "SELECT COALESCE(SUM(amount_micro),0) FROM holds WHERE status='open'"
+    ).fetchone()[0]
+    return entries, held
+
+
+def test_topup_hold_settle_release(db):
+    ledger.topup(db, 10_000_000, note="first")
+    h = ledger.hold(db, 4_000_000, "req_a")
+    assert ledger.balance(db).available == 6_000_000
+    assert ledger.settle(db, h, 1_500_000) == 1_500_000
+    assert ledger.balance(db).available == 8_500_000
+    h2 = ledger.hold(db, 2_000_000, "req_b")
+    ledger.release(db, h2)
+    assert ledger.balance(db) == ledger.Balance(entries=8_500_000, held=0)
+    kinds = [row["kind"] for row in ledger.history(db)]
+    assert kinds == ["charge", "topup"]
+    assert ledger.history(db)[0]["balance_micro"] == 8_500_000
+    assert ledger.verify(db)["ok"]
+
+
+def test_operations_are_idempotent_per_request(db):
+    ledger.topup(db, 5_000_000)
+    h = ledger.hold(db, 1_000_000, "req_same")
+    assert ledger.hold(db, 1_000_000, "req_same") == h  # a retried hold is the same hold
+    assert ledger.balance(db).held == 1_000_000
+    ledger.settle(db, h, 700_000)
+    assert ledger.settle(db, h, 700_000) == 700_000  # a retried settle charges nothing more
+    ledger.release(db, h)  # releasing a settled hold changes nothing
+    assert ledger.balance(db).available == 4_300_000
+    assert db.conn.execute("SELECT COUNT(*) FROM ledger_entries WHERE kind='charge'").fetchone()[0] == 1
+
+
+def test_hold_beyond_balance_is_refused_and_changes_nothing(db):
+    ledger.topup(db, 1_000_000)
+    with pytest.raises(InsufficientCredits) as err:
+        ledger.hold(db, 1_000_001, "req_big")
+    assert err.value.extra["balance"] == "1.00"
+    assert err.value.extra["required"] == "1.000001"
+    assert "layers credits topup" in err.value.to_body()["error"]["message"]
+    assert ledger.balance(db) == ledger.Balance(1_000_000, 0)
+    assert db.conn.execute("SELECT COUNT(*) FROM holds").fetchone()[0] == 0
+
+
+def test_bad_amounts_are_refused(db):
+    for amount in (0, -5):
+        with pytest.raises(InvalidRequest):
+            ledger.topup(db, amount)
+    with pytest.raises(InvalidRequest):
+        ledger.topup(db, 1.5)  # type: ignore[arg-type]
+    assert ledger.balance(db).entries == 0
+
+
+def test_budget_of_a_key_is_enforced(db):
+    db.conn.execute("INSERT INTO projects (name, created_at, budget_micro) VALUES ('p', 'now', 3000000)")
+    db.conn.commit()
+    ledger.topup(db, 100_000_000)
+    h = ledger.hold(db, 2_000_000, "r1", project_id=1, project_name="p")
+    ledger.settle(db, h, 2_000_000)
+    with pytest.raises(BudgetExceeded) as err:
+        ledger.hold(db, 1_500_000, "r2", project_id=1, project_name="p")
+    assert err.value.extra["budget"] == "project"
+    assert "project budget of p" in err.value.message
+
+
+@pytest.mark.parametrize("threads,afford", [(32, 7)])
+def test_racing_holds_exactly_k_succeed(tmp_path, threads, afford):
+    """32 threads, each with its own connection, race for a balance worth exactly K holds."""
+    path = tmp_path / "race.db"
+    setup = open_db(path)
+    cost = 1_234_567
+    ledger.topup(setup, cost * afford)
+    setup.close()
+    barrier = threading.Barrier(threads)
+    results: list[str] = []
+    lock = threading.Lock()
+
+    def worker(i: int) -> None:
+        db = open_db(path)
+        barrier.wait()
+        try:
+            h = ledger.hold(db, cost, f"req_{i}")
+        except InsufficientCredits:
+            outcome = "refused"
+        else:
+            ledger.settle(db, h, cost - i)  # actual charges differ per request
+            outcome = "ok"
+        with lock:
+            results.append(outcome)
+        db.close()
+
+    pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    assert results.count("ok") == afford
+    assert results.count("refused") == threads - afford
+    db = open_db(path)
+    charges = -db.conn.execute(
+        "SELECT SUM(amount_micro) FROM ledger_entries WHERE kind='charge'"
+    ).fetchone()[0]
+    assert ledger.balance(db).available == cost * afford - charges
+    assert ledger.balance(db).held == 0
+    assert ledger.verify(db)["ok"]
+
+
+def test_recover_releases_holds_of_dead_processes(tmp_path):
+    path = tmp_path / "crash.db"
+    db = open_db(path)
+    ledger.topup(db, 10_000_000)
+    # a separate process places a hold and dies without settling
+    code = (
+        "import sys; from pathlib import Path; from layers_cli.db import open_db; "
+        "from layers_cli import ledger; "
+        "db = open_db(Path(sys.argv[1])); ledger.hold(db, 4_000_000, 'req_crash'); "
+        "import os; os._exit(9)"
+    )
+    subprocess.run([sys.executable, "-c", code, str(path)], check=False)
+    assert ledger.balance(db).held == 4_000_000
+    live = ledger.hold(db, 1_000_000, "req_live")  # ours: this process is alive
+    released = ledger.recover(db)
+    assert [h.request_id for h in released] == ["req_crash"]
+    assert ledger.balance(db) == ledger.Balance(10_000_000, 1_000_000)
+    ledger.release(db, live)
+    assert ledger.verify(db)["ok"]
+    assert os.getpid()  # keep the import used
+
+
+ops = st.lists(
+    st.tuples(st.sampled_from(["topup", "hold", "settle", "release"]),
+              st.integers(min_value=1, max_value=5_000_000)),
+    max_size=40,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops)
+def test_balance_is_always_entries_minus_open_holds(tmp_path_factory, sequence):
+    db = open_db(tmp_path_factory.mktemp("prop") / "p.db")
+    holds: list[ledger.Hold] = []
+    for n, (op, amount) in enumerate(sequence):
+        if op == "topup":
+            ledger.topup(db, amount)
+        elif op == "hold":
+            try:
+                holds.append(ledger.hold(db, amount, f"r{n}"))
+            except InsufficientCredits:
+                pass
+        elif holds:
+            h = holds.pop(amount % len(holds))
+            if op == "settle":
+                ledger.settle(db, h, amount % (h.amount + 1))
+            else:
+                ledger.release(db, h)
+        entries, held = sums(db)
+        b = ledger.balance(db)
+        assert (b.entries, b.held) == (entries, held)
+        assert isinstance(b.available, int)
+        assert b.available >= 0
+    db.close()
