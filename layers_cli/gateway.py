@@ -109,7 +109,9 @@ class Gateway:
     async def authenticate(self, authorization: str | None) -> Principal:
         return await self.db(keys.verify, authorization)
 
-    def route(self, model: ModelInfo, principal: Principal) -> tuple[Provider, ProviderRoute | None]:
+    def route(
+        self, model: ModelInfo, principal: Principal
+    ) -> tuple[Provider, ProviderRoute | None]:
         route = self.routes.get(model.provider)
         if principal.is_test or route is None or not route.live:
             return get_adapter("simulator"), None
@@ -123,7 +125,10 @@ class Gateway:
         return chain
 
     def _upstream_call(
-        self, model: ModelInfo, body: dict[str, Any], route: ProviderRoute | None,
+        self,
+        model: ModelInfo,
+        body: dict[str, Any],
+        route: ProviderRoute | None,
         simulate: dict[str, str],
     ) -> UpstreamCall:
         return UpstreamCall(
@@ -144,8 +149,9 @@ class Gateway:
         principal = ctx.principal
         assert principal is not None
         ctx.admitted_tokens = prompt_tokens + max_out
-        state = self.limiter.admit(principal.key_id, principal.rpm, principal.tpm,
-                                   ctx.admitted_tokens)
+        state = self.limiter.admit(
+            principal.key_id, principal.rpm, principal.tpm, ctx.admitted_tokens
+        )
         ctx.headers.update(state.headers())
         worst = max(
             quote(m, prompt_tokens, max_out, self.layers.markup(m), images).micro for m in chain
@@ -195,8 +201,9 @@ class Gateway:
         assert last is not None
         raise last
 
-    def layers_object(self, ctx: Ctx, credits_micro: int, balance_micro: int,
-                      estimated: bool = False) -> dict[str, Any]:
+    def layers_object(
+        self, ctx: Ctx, credits_micro: int, balance_micro: int, estimated: bool = False
+    ) -> dict[str, Any]:
         served = ctx.served_by or ctx.model
         obj: dict[str, Any] = {
             "request_id": ctx.request_id,
@@ -266,13 +273,14 @@ class Gateway:
         hold = ctx.hold
 
         def _settle(db: Any) -> tuple[int, int]:
-            charged = ledger.settle(db, hold, priced.micro,
-                                    also=lambda conn: requestlog.insert(conn, row))
+            charged = ledger.settle(
+                db, hold, priced.micro, also=lambda conn: requestlog.insert(conn, row)
+            )
             return charged, ledger.balance(db).available
 
         return await self.db(_settle)
 
-    async def fail(self, ctx: Ctx, exc: LayersError) -> None:
+    async def fail(self, ctx: Ctx, exc: LayersError, detail: str | None = None) -> None:
         """Record a failed request; release its hold (nothing is charged)."""
         exc.extra.setdefault("request_id", ctx.request_id)
         row = self._row(
@@ -280,7 +288,7 @@ class Gateway:
             status="error",
             http_status=exc.status,
             error_code=exc.code,
-            error=exc.message[:2000],
+            error=(detail or exc.message)[:2000],
         )
         hold = ctx.hold
 
@@ -309,11 +317,16 @@ class Gateway:
                 " was not charged.",
                 hint="Run `layers requests show " + ctx.request_id + "` for details.",
             )
-            await self.fail(ctx, error)
+            await self.fail(ctx, error, detail=f"{exc.__class__.__name__}: {exc}")
             raise error from exc
 
-    async def prepare(self, ctx: Ctx, authorization: str | None, body: Any,
-                      check: Callable[[dict[str, Any], ModelInfo], T]) -> tuple[dict[str, Any], T]:
+    async def prepare(
+        self,
+        ctx: Ctx,
+        authorization: str | None,
+        body: Any,
+        check: Callable[[dict[str, Any], ModelInfo], T],
+    ) -> tuple[dict[str, Any], T]:
         """Authenticate, validate and resolve the model (shared by every endpoint)."""
         body = validation.require_object(body)
         ctx.principal = await self.authenticate(authorization)
@@ -337,8 +350,9 @@ class Gateway:
         return parse_simulate_header(header)
 
     # -- endpoints -----------------------------------------------------------------------
-    async def chat(self, authorization: str | None, body: Any,
-                   simulate: str | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+    async def chat(
+        self, authorization: str | None, body: Any, simulate: str | None = None
+    ) -> tuple[dict[str, Any], dict[str, str]]:
         ctx = Ctx(new_request_id(), "chat")
 
         async def flow() -> tuple[dict[str, Any], dict[str, str]]:
@@ -350,16 +364,23 @@ class Gateway:
             result: Completion = await self.with_retries(
                 ctx, chain, req, directives, lambda a, c: a.complete(c)
             )
-            charged, balance = await self.settle(ctx, result.usage,
-                                                 finish_reason=result.finish_reason)
+            charged, balance = await self.settle(
+                ctx, result.usage, finish_reason=result.finish_reason
+            )
             served = ctx.served_by or ctx.model
-            body_out = _completion(ctx, served.id if served else "", result,  # type: ignore[union-attr]
-                                   self.layers_object(ctx, charged, balance))
+            body_out = _completion(
+                ctx,
+                served.id if served else "",
+                result,  # type: ignore[union-attr]
+                self.layers_object(ctx, charged, balance),
+            )
             return body_out, self.response_headers(ctx, charged, balance)
 
         return await self.run(ctx, flow())
 
-    def response_headers(self, ctx: Ctx, charged: int | None, balance: int | None) -> dict[str, str]:
+    def response_headers(
+        self, ctx: Ctx, charged: int | None, balance: int | None
+    ) -> dict[str, str]:
         headers = {"x-request-id": ctx.request_id, **ctx.headers}
         if charged is not None:
             headers["x-layers-credits-used"] = f"{micro_to_credits(charged):.6f}".rstrip("0")
@@ -369,8 +390,9 @@ class Gateway:
             headers["x-layers-simulated"] = "true"
         return headers
 
-    async def chat_stream(self, authorization: str | None, body: Any,
-                          simulate: str | None = None) -> ChatStream:
+    async def chat_stream(
+        self, authorization: str | None, body: Any, simulate: str | None = None
+    ) -> ChatStream:
         """Everything up to the first chunk happens here, so failures before any output are
         plain HTTP errors (and retried/fallen back); the returned stream does the rest."""
         ctx = Ctx(new_request_id(), "chat", streamed=True)
@@ -394,8 +416,9 @@ class Gateway:
 
         return await self.run(ctx, flow())
 
-    async def images(self, authorization: str | None, body: Any,
-                     simulate: str | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+    async def images(
+        self, authorization: str | None, body: Any, simulate: str | None = None
+    ) -> tuple[dict[str, Any], dict[str, str]]:
         from .openai_shape import image_body
 
         ctx = Ctx(new_request_id(), "images")
@@ -406,17 +429,22 @@ class Gateway:
             chain = self.candidates(ctx.model)  # type: ignore[arg-type]
             prompt = estimate_text_tokens(req["prompt"])
             await self.admit_and_hold(ctx, chain, prompt, 0, images=n)
-            result = await self.with_retries(ctx, chain, req, directives,
-                                             lambda a, c: a.images(c))
+            result = await self.with_retries(ctx, chain, req, directives, lambda a, c: a.images(c))
             charged, balance = await self.settle(ctx, result.usage, finish_reason=None)
-            out = image_body(int(time.time()), result.images, result.revised_prompts,
-                             result.usage, self.layers_object(ctx, charged, balance))
+            out = image_body(
+                int(time.time()),
+                result.images,
+                result.revised_prompts,
+                result.usage,
+                self.layers_object(ctx, charged, balance),
+            )
             return out, self.response_headers(ctx, charged, balance)
 
         return await self.run(ctx, flow())
 
-    async def embeddings(self, authorization: str | None, body: Any,
-                         simulate: str | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+    async def embeddings(
+        self, authorization: str | None, body: Any, simulate: str | None = None
+    ) -> tuple[dict[str, Any], dict[str, str]]:
         from .openai_shape import embedding_body
 
         ctx = Ctx(new_request_id(), "embeddings")
@@ -428,13 +456,18 @@ class Gateway:
             prompt = sum(estimate_text_tokens(text) for text in inputs)
             await self.admit_and_hold(ctx, chain, prompt, 0)
             upstream_body = {**req, "input": inputs}
-            result = await self.with_retries(ctx, chain, upstream_body, directives,
-                                             lambda a, c: a.embed(c))
+            result = await self.with_retries(
+                ctx, chain, upstream_body, directives, lambda a, c: a.embed(c)
+            )
             charged, balance = await self.settle(ctx, result.usage, finish_reason=None)
             served = ctx.served_by or ctx.model
-            out = embedding_body(served.id, result.vectors,  # type: ignore[union-attr]
-                                 req.get("encoding_format", "float"), result.usage,
-                                 self.layers_object(ctx, charged, balance))
+            out = embedding_body(
+                served.id,
+                result.vectors,  # type: ignore[union-attr]
+                req.get("encoding_format", "float"),
+                result.usage,
+                self.layers_object(ctx, charged, balance),
+            )
             return out, self.response_headers(ctx, charged, balance)
 
         return await self.run(ctx, flow())
@@ -443,19 +476,28 @@ class Gateway:
         return self.limiter.peek(principal.key_id, principal.rpm)
 
 
-def _completion(ctx: Ctx, model_id: str, result: Completion, layers: dict[str, Any]) -> dict[str, Any]:
+def _completion(
+    ctx: Ctx, model_id: str, result: Completion, layers: dict[str, Any]
+) -> dict[str, Any]:
     from .openai_shape import completion_body
 
-    return completion_body("chatcmpl-" + ctx.request_id[4:], int(time.time()), model_id, result,
-                           layers)
+    return completion_body(
+        "chatcmpl-" + ctx.request_id[4:], int(time.time()), model_id, result, layers
+    )
 
 
 class ChatStream:
     """A started stream: iterate `events()` for OpenAI chunk dicts; `abort()` when the client
     went away. Exactly one settlement happens, whichever way the stream ends."""
 
-    def __init__(self, gateway: Gateway, ctx: Ctx, iterator: AsyncIterator[Chunk], first: Chunk,
-                 prompt_estimate: int) -> None:
+    def __init__(
+        self,
+        gateway: Gateway,
+        ctx: Ctx,
+        iterator: AsyncIterator[Chunk],
+        first: Chunk,
+        prompt_estimate: int,
+    ) -> None:
         from .openai_shape import ChunkRenderer
 
         self.gateway = gateway
@@ -464,8 +506,9 @@ class ChatStream:
         self.first: Chunk | None = first
         self.prompt_estimate = prompt_estimate
         served = ctx.served_by or ctx.model
-        self.renderer = ChunkRenderer("chatcmpl-" + ctx.request_id[4:], int(time.time()),
-                                      served.id if served else "")
+        self.renderer = ChunkRenderer(
+            "chatcmpl-" + ctx.request_id[4:], int(time.time()), served.id if served else ""
+        )
         self.finished = False
 
     @property
@@ -531,5 +574,6 @@ class ChatStream:
                 await closer()
             except Exception:
                 pass
-        await self.gateway.settle(self.ctx, self._estimate(), finish_reason="client_disconnect",
-                                  status="cancelled")
+        await self.gateway.settle(
+            self.ctx, self._estimate(), finish_reason="client_disconnect", status="cancelled"
+        )

@@ -78,8 +78,7 @@ def parse_expiry(text: str | None, now: datetime | None = None) -> str | None:
         when = datetime.fromisoformat(text)
     except ValueError as exc:
         raise InvalidRequest(
-            f"--expires '{text}' is neither a duration (30d, 12h, 2w, 1y) nor a date "
-            "(2027-01-31).",
+            f"--expires '{text}' is neither a duration (30d, 12h, 2w, 1y) nor a date (2027-01-31).",
             param="expires",
         ) from exc
     if when.tzinfo is None:
@@ -199,8 +198,7 @@ def rotate_key(db: Database, id_or_prefix: str) -> tuple[dict[str, Any], str]:
     if old["revoked_at"]:
         raise Conflict(
             f"Key {old['id']} ({old['prefix']}…) is revoked and cannot be rotated.",
-            hint="Create a new key with `layers keys create --project "
-            f"{old['project_name']}`.",
+            hint=f"Create a new key with `layers keys create --project {old['project_name']}`.",
         )
     secret = generate_secret(old["kind"])
     new_id = _new_key_id()

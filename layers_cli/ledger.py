@@ -147,8 +147,7 @@ def hold(
             raise InsufficientCredits(
                 f"Insufficient credits: the balance is {format_credits(available)} credits "
                 f"and this request may cost up to {format_credits(amount)}.",
-                hint="Add credits with `layers credits topup 500` (or `$5`), or lower "
-                "max_tokens.",
+                hint="Add credits with `layers credits topup 500` (or `$5`), or lower max_tokens.",
                 balance=format_credits(available),
                 required=format_credits(amount),
             )
@@ -167,9 +166,7 @@ def hold(
         return Hold(cur.lastrowid or 0, request_id, amount, key_id, project_id)
 
 
-def _close(
-    db: Database, h: Hold, status: str, charged: int, also: AlsoFn | None
-) -> int:
+def _close(db: Database, h: Hold, status: str, charged: int, also: AlsoFn | None) -> int:
     with immediate(db) as conn:
         row = conn.execute(
             "SELECT status, amount_micro, charged_micro FROM holds WHERE request_id = ?",
@@ -243,8 +240,9 @@ def recover(db: Database, *, all_processes: bool = False) -> list[Hold]:
     released = []
     for row in open_holds(db):
         if all_processes or not _pid_alive(row["pid"]):
-            h = Hold(row["id"], row["request_id"], row["amount_micro"], row["key_id"],
-                     row["project_id"])
+            h = Hold(
+                row["id"], row["request_id"], row["amount_micro"], row["key_id"], row["project_id"]
+            )
             release(db, h)
             released.append(h)
     return released
@@ -266,7 +264,9 @@ def history(db: Database, limit: int | None = None) -> list[dict[str, Any]]:
 
 def verify(db: Database) -> dict[str, int | bool]:
     """Recompute the running totals from the rows; ``ok`` is true when they agree."""
-    entries = db.conn.execute("SELECT COALESCE(SUM(amount_micro), 0) FROM ledger_entries").fetchone()[0]
+    entries = db.conn.execute(
+        "SELECT COALESCE(SUM(amount_micro), 0) FROM ledger_entries"
+    ).fetchone()[0]
     held = db.conn.execute(
         "SELECT COALESCE(SUM(amount_micro), 0) FROM holds WHERE status = 'open'"
     ).fetchone()[0]

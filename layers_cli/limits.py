@@ -107,7 +107,9 @@ class RateLimiter:
         return self._state(window, rpm, now)
 
     @staticmethod
-    def _limited(what: str, wait: float, limit: int, code: str = "requests_per_minute") -> RateLimited:
+    def _limited(
+        what: str, wait: float, limit: int, code: str = "requests_per_minute"
+    ) -> RateLimited:
         seconds = max(1, math.ceil(wait))
         return RateLimited(
             f"Rate limit reached: this key allows {what}. Retry in {seconds} s.",

@@ -87,6 +87,8 @@ class ChunkRenderer:
                     item["id"] = call.id or f"call_{call.index}"
                     item["type"] = "function"
                     function = {"name": call.name or "", "arguments": call.arguments}
+                    if call.extra_content:
+                        item["extra_content"] = call.extra_content
                 item["function"] = function
                 calls.append(item)
             out.append(self._chunk({"content": None, "tool_calls": calls}))
@@ -100,7 +102,10 @@ class ChunkRenderer:
         return out
 
     def final(
-        self, usage: Usage, layers: dict[str, Any], extra: dict[str, Any] | None,
+        self,
+        usage: Usage,
+        layers: dict[str, Any],
+        extra: dict[str, Any] | None,
         provider_metadata: dict[str, Any] | None,
     ) -> list[dict[str, Any]]:
         """The closing chunks: a finish reason if none came yet, then the usage chunk."""
@@ -122,8 +127,13 @@ class ChunkRenderer:
         return "".join(self.text_parts)
 
 
-def image_body(created: int, images: list[bytes], revised: list[str | None],
-               usage: Usage, layers: dict[str, Any]) -> dict[str, Any]:
+def image_body(
+    created: int,
+    images: list[bytes],
+    revised: list[str | None],
+    usage: Usage,
+    layers: dict[str, Any],
+) -> dict[str, Any]:
     data = []
     for i, raw in enumerate(images):
         item: dict[str, Any] = {"b64_json": base64.b64encode(raw).decode()}

@@ -27,7 +27,7 @@ MILLION = Decimal(1_000_000)
 
 @dataclass(frozen=True)
 class Line:
-    """One priced component: ``quantity`` units at ``unit_price`` USD (per 1M tokens or per image)."""
+    """One priced component: ``quantity`` units at ``unit_price`` USD (per 1M tokens or image)."""
 
     label: str
     quantity: int
@@ -110,7 +110,9 @@ def quote(
     )
 
 
-_AMOUNT = re.compile(r"^\s*(\$)?\s*([0-9][0-9_,]*(?:\.[0-9]+)?|\.[0-9]+)\s*(credits?|usd)?\s*$", re.I)
+_AMOUNT = re.compile(
+    r"^\s*(\$)?\s*([0-9][0-9_,]*(?:\.[0-9]+)?|\.[0-9]+)\s*(credits?|usd)?\s*$", re.I
+)
 
 
 def parse_credits(text: str | int) -> int:
@@ -133,9 +135,7 @@ def parse_credits(text: str | int) -> int:
         raise InvalidRequest(f"'{raw}' is not an amount.", param="amount") from exc
     micro = value * (MICRO_PER_USD if dollars else MICRO_PER_CREDIT)
     if micro != micro.to_integral_value():
-        raise InvalidRequest(
-            f"'{raw}' is finer than one micro-credit.", param="amount"
-        )
+        raise InvalidRequest(f"'{raw}' is finer than one micro-credit.", param="amount")
     if micro <= 0:
         raise InvalidRequest(f"The amount must be positive, got '{raw}'.", param="amount")
     return int(micro)

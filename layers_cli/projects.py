@@ -16,9 +16,7 @@ DEFAULT_PROJECT = "default"
 def _check_name(name: str) -> str:
     name = name.strip()
     if not name or len(name) > 64 or any(c in name for c in "\n\r\t"):
-        raise InvalidRequest(
-            "A project name needs 1 to 64 characters on one line.", param="name"
-        )
+        raise InvalidRequest("A project name needs 1 to 64 characters on one line.", param="name")
     return name
 
 

@@ -19,12 +19,36 @@ from sqlite_utils import Database
 
 from .errors import InvalidRequest, NotFound
 
-COLUMNS = (
-    "id created_at key_id project_id endpoint model provider upstream_model simulated streamed"
-    " status http_status finish_reason prompt_tokens completion_tokens cached_tokens"
-    " cache_write_tokens reasoning_tokens images estimated base_micro credits_micro markup"
-    " latency_ms ttft_ms metadata error_code error"
-).split()
+COLUMNS = [
+    "id",
+    "created_at",
+    "key_id",
+    "project_id",
+    "endpoint",
+    "model",
+    "provider",
+    "upstream_model",
+    "simulated",
+    "streamed",
+    "status",
+    "http_status",
+    "finish_reason",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "images",
+    "estimated",
+    "base_micro",
+    "credits_micro",
+    "markup",
+    "latency_ms",
+    "ttft_ms",
+    "metadata",
+    "error_code",
+    "error",
+]
 _INSERT = (
     f"INSERT OR REPLACE INTO requests ({', '.join(COLUMNS)})"
     f" VALUES ({', '.join('?' * len(COLUMNS))})"
@@ -81,7 +105,9 @@ class RequestRow:
 def insert(conn: sqlite3.Connection, row: RequestRow) -> None:
     conn.execute(_INSERT, row.values())
     if row.key_id:
-        conn.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (row.created_at, row.key_id))
+        conn.execute(
+            "UPDATE api_keys SET last_used_at = ? WHERE id = ?", (row.created_at, row.key_id)
+        )
 
 
 def _decode(row: dict[str, Any]) -> dict[str, Any]:
@@ -188,9 +214,7 @@ _AGGREGATES = (
 def usage(db: Database, filters: Filters, by: str | None = None) -> dict[str, Any]:
     """Totals and (optionally) rows grouped by day, model, project or key."""
     if by is not None and by not in GROUPINGS:
-        raise InvalidRequest(
-            f"--by must be one of {', '.join(GROUPINGS)}, not '{by}'.", param="by"
-        )
+        raise InvalidRequest(f"--by must be one of {', '.join(GROUPINGS)}, not '{by}'.", param="by")
     where, params = filters.where()
     join = " LEFT JOIN projects p ON p.id = r.project_id" if by == "project" else ""
     total = next(iter(db.query(f"SELECT {_AGGREGATES} FROM requests r{where}", params)))

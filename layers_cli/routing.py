@@ -54,3 +54,86 @@ def provider_routes(settings: Settings) -> dict[str, ProviderRoute]:
             name, "openai-compatible", upstream.get("base_url"), secret, source, live
         )
     return routes
+
+
+def probe_provider(settings: Settings, catalog: Any, name: str) -> dict[str, Any]:
+    """One cheap real call (1 output token on the provider's cheapest language model, or one
+    smallest image for image-only providers) to check a credential and measure latency."""
+    import asyncio
+    import time
+
+    import httpx
+
+    from .errors import NotFound, ProviderError
+    from .providers import get_adapter
+    from .providers.base import UpstreamCall
+
+    routes = provider_routes(settings)
+    route = routes.get(name)
+    if route is None:
+        raise NotFound(
+            f"No provider '{name}'. Providers: {', '.join(sorted(routes))}.", param="provider"
+        )
+    if not route.live:
+        return {
+            "ok": False,
+            "latency_ms": None,
+            "provider": name,
+            "message": f"{name} has no credential (run `layers providers set {name}`).",
+        }
+    models = sorted(
+        catalog.list(provider=name), key=lambda m: (m.type != "language", m.prices.input, m.id)
+    )
+    models = [m for m in models if m.lifecycle != "retired"]
+    if not models:
+        return {
+            "ok": False,
+            "latency_ms": None,
+            "provider": name,
+            "message": f"The catalog has no model of {name} to call.",
+        }
+    model = models[0]
+    if model.type == "language":
+        body: dict[str, Any] = {
+            "model": model.upstream_id,
+            "max_tokens": 1,
+            "messages": [{"role": "user", "content": "ping"}],
+        }
+    else:
+        body = {"model": model.upstream_id, "prompt": "a dot", "n": 1, "size": "256x256"}
+
+    async def run() -> None:
+        async with httpx.AsyncClient(timeout=30) as http:
+            call = UpstreamCall(
+                body=body,
+                model=model,
+                upstream_model=model.upstream_id,
+                http=http,
+                credential=route.credential,
+                base_url=route.base_url,
+                timeout=30,
+            )
+            adapter = get_adapter(route.adapter)
+            if model.type == "language":
+                await adapter.complete(call)
+            else:
+                await adapter.images(call)
+
+    started = time.perf_counter()
+    try:
+        asyncio.run(run())
+    except ProviderError as exc:
+        return {
+            "ok": False,
+            "provider": name,
+            "model": model.id,
+            "message": exc.message,
+            "latency_ms": int((time.perf_counter() - started) * 1000),
+        }
+    return {
+        "ok": True,
+        "provider": name,
+        "model": model.id,
+        "latency_ms": int((time.perf_counter() - started) * 1000),
+        "message": f"{model.id} answered.",
+    }

@@ -8,7 +8,6 @@ HTTP handler: they parse, call one method here, and render.
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cached_property
@@ -18,7 +17,7 @@ from . import keys as keys_mod
 from . import ledger, projects, requestlog
 from .db import open_db, schema_version
 from .errors import InvalidRequest, NotFound
-from .pricing import MICRO_PER_CREDIT, charge, format_credits, markup_for, parse_credits
+from .pricing import MICRO_PER_CREDIT, charge, markup_for, parse_credits
 from .providers.base import Usage
 from .settings import Settings, load_settings
 
@@ -288,8 +287,12 @@ class Layers:
     def price(
         self, model_id: str, *, input: int = 0, output: int = 0, cached: int = 0, images: int = 0
     ) -> tuple[ModelInfo, Any]:
-        for name, value in (("input", input), ("output", output), ("cached", cached),
-                            ("images", images)):
+        for name, value in (
+            ("input", input),
+            ("output", output),
+            ("cached", cached),
+            ("images", images),
+        ):
             if value < 0:
                 raise InvalidRequest(f"--{name} cannot be negative.", param=name)
         model = self.catalog.get(model_id)
@@ -307,10 +310,7 @@ class Layers:
 
         return [route.describe() for route in provider_routes(self.settings).values()]
 
+    def test_provider(self, name: str) -> dict[str, Any]:
+        from .routing import probe_provider
 
-def credits_str(micro: int) -> str:
-    return format_credits(micro)
-
-
-def pid() -> int:
-    return os.getpid()
+        return probe_provider(self.settings, self.catalog, name)

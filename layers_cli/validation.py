@@ -91,8 +91,10 @@ def check_chat(body: dict[str, Any], model: ModelInfo) -> int:
     tools = body.get("tools")
     if tools:
         if not isinstance(tools, list) or not all(
-            isinstance(t, dict) and isinstance(t.get("function"), dict)
-            and isinstance(t["function"].get("name"), str) for t in tools
+            isinstance(t, dict)
+            and isinstance(t.get("function"), dict)
+            and isinstance(t["function"].get("name"), str)
+            for t in tools
         ):
             raise InvalidRequest(
                 "'tools' must be an array of {type: 'function', function: {name, parameters}}.",
@@ -106,8 +108,11 @@ def check_chat(body: dict[str, Any], model: ModelInfo) -> int:
             )
     fmt = body.get("response_format")
     if fmt is not None:
-        if not isinstance(fmt, dict) or fmt.get("type") not in ("text", "json_object",
-                                                                 "json_schema"):
+        if not isinstance(fmt, dict) or fmt.get("type") not in (
+            "text",
+            "json_object",
+            "json_schema",
+        ):
             raise InvalidRequest(
                 "'response_format.type' must be 'text', 'json_object' or 'json_schema'.",
                 param="response_format",
@@ -178,8 +183,9 @@ def check_images(body: dict[str, Any], model: ModelInfo) -> int:
         raise InvalidRequest("'n' must be an integer from 1 to 10.", param="n")
     fmt = body.get("response_format")
     if fmt not in (None, "b64_json", "url"):
-        raise InvalidRequest("'response_format' must be 'b64_json' or 'url'.",
-                             param="response_format")
+        raise InvalidRequest(
+            "'response_format' must be 'b64_json' or 'url'.", param="response_format"
+        )
     return n
 
 
@@ -202,8 +208,9 @@ def check_embeddings(body: dict[str, Any], model: ModelInfo) -> list[str]:
         raise InvalidRequest("At most 2048 inputs per request.", param="input")
     fmt = body.get("encoding_format", "float")
     if fmt not in ("float", "base64"):
-        raise InvalidRequest("'encoding_format' must be 'float' or 'base64'.",
-                             param="encoding_format")
+        raise InvalidRequest(
+            "'encoding_format' must be 'float' or 'base64'.", param="encoding_format"
+        )
     dims = body.get("dimensions")
     if dims is not None and (isinstance(dims, bool) or not isinstance(dims, int) or dims <= 0):
         raise InvalidRequest("'dimensions' must be a positive integer.", param="dimensions")

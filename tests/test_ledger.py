@@ -24,7 +24,9 @@ def db(tmp_path):
 
 
 def sums(db):
-    entries = db.conn.execute("SELECT COALESCE(SUM(amount_micro),0) FROM ledger_entries").fetchone()[0]
+    entries = db.conn.execute(
+        "SELECT COALESCE(SUM(amount_micro),0) FROM ledger_entries"
+    ).fetchone()[0]
     held = db.conn.execute(
         "SELECT COALESCE(SUM(amount_micro),0) FROM holds WHERE status='open'"
     ).fetchone()[0]
@@ -55,7 +57,10 @@ def test_operations_are_idempotent_per_request(db):
     assert ledger.settle(db, h, 700_000) == 700_000  # a retried settle charges nothing more
     ledger.release(db, h)  # releasing a settled hold changes nothing
     assert ledger.balance(db).available == 4_300_000
-    assert db.conn.execute("SELECT COUNT(*) FROM ledger_entries WHERE kind='charge'").fetchone()[0] == 1
+    assert (
+        db.conn.execute("SELECT COUNT(*) FROM ledger_entries WHERE kind='charge'").fetchone()[0]
+        == 1
+    )
 
 
 def test_hold_beyond_balance_is_refused_and_changes_nothing(db):
@@ -79,7 +84,9 @@ def test_bad_amounts_are_refused(db):
 
 
 def test_budget_of_a_key_is_enforced(db):
-    db.conn.execute("INSERT INTO projects (name, created_at, budget_micro) VALUES ('p', 'now', 3000000)")
+    db.conn.execute(
+        "INSERT INTO projects (name, created_at, budget_micro) VALUES ('p', 'now', 3000000)"
+    )
     db.conn.commit()
     ledger.topup(db, 100_000_000)
     h = ledger.hold(db, 2_000_000, "r1", project_id=1, project_name="p")
@@ -155,13 +162,17 @@ def test_recover_releases_holds_of_dead_processes(tmp_path):
 
 
 ops = st.lists(
-    st.tuples(st.sampled_from(["topup", "hold", "settle", "release"]),
-              st.integers(min_value=1, max_value=5_000_000)),
+    st.tuples(
+        st.sampled_from(["topup", "hold", "settle", "release"]),
+        st.integers(min_value=1, max_value=5_000_000),
+    ),
     max_size=40,
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(ops)
 def test_balance_is_always_entries_minus_open_holds(tmp_path_factory, sequence):
     db = open_db(tmp_path_factory.mktemp("prop") / "p.db")

@@ -58,7 +58,9 @@ def test_stream_reassembles_to_the_whole_response_with_usage_last(gw):
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == whole.choices[0].message.content
-    finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    finishes = [
+        c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
+    ]
     assert finishes == ["stop"]
     last = chunks[-1]
     assert last.choices == [] and last.usage is not None  # sent without include_usage
@@ -68,10 +70,17 @@ def test_stream_reassembles_to_the_whole_response_with_usage_last(gw):
 
 
 def test_raw_sse_frames_are_well_formed(gw):
-    body = {"model": MODEL, "stream": True,
-            "messages": [{"role": "user", "content": "hello there"}]}
-    with httpx.stream("POST", gw.base_url + "/chat/completions", json=body,
-                      headers={"authorization": f"Bearer {gw.secret}"}) as r:
+    body = {
+        "model": MODEL,
+        "stream": True,
+        "messages": [{"role": "user", "content": "hello there"}],
+    }
+    with httpx.stream(
+        "POST",
+        gw.base_url + "/chat/completions",
+        json=body,
+        headers={"authorization": f"Bearer {gw.secret}"},
+    ) as r:
         assert r.headers["content-type"].startswith("text/event-stream")
         lines = [line for line in r.iter_lines() if line]
     assert lines[-1] == "data: [DONE]"
@@ -120,9 +129,14 @@ def test_tool_round_trip(gw):
 
 def test_streamed_tool_call_deltas_carry_index_id_and_name(gw):
     client = gw.client()
-    chunks = list(client.chat.completions.create(
-        model=MODEL, stream=True, tools=[WEATHER_TOOL],
-        messages=[{"role": "user", "content": "Weather in Rome, celsius please"}]))
+    chunks = list(
+        client.chat.completions.create(
+            model=MODEL,
+            stream=True,
+            tools=[WEATHER_TOOL],
+            messages=[{"role": "user", "content": "Weather in Rome, celsius please"}],
+        )
+    )
     deltas = [tc for c in chunks if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
     assert deltas[0].id and deltas[0].function.name == "get_weather"
     assert all(d.index is not None and d.function is not None for d in deltas)
@@ -144,16 +158,19 @@ def test_json_schema_output_is_valid(gw):
     completion = gw.client().chat.completions.create(
         model="openai/gpt-4o",
         messages=[{"role": "user", "content": "Recommend a film from 1999."}],
-        response_format={"type": "json_schema",
-                         "json_schema": {"name": "film", "strict": True, "schema": schema}},
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "film", "strict": True, "schema": schema},
+        },
     )
     jsonschema.validate(json.loads(completion.choices[0].message.content), schema)
 
 
 def test_images_return_png_with_usage_and_billing(gw):
     before = gw.balance_micro()
-    result = gw.client().images.generate(model="bfl/flux-2-pro", prompt="a red fox",
-                                         size="256x256", response_format="b64_json")
+    result = gw.client().images.generate(
+        model="bfl/flux-2-pro", prompt="a red fox", size="256x256", response_format="b64_json"
+    )
     png = base64.b64decode(result.data[0].b64_json)
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
     assert struct.unpack(">II", png[16:24]) == (256, 256)
@@ -164,11 +181,16 @@ def test_images_return_png_with_usage_and_billing(gw):
 
 def test_embeddings_float_and_base64(gw):
     client = gw.client()
-    default = client.embeddings.create(model="openai/text-embedding-3-small",
-                                       input=["a cat", "a dog"])  # SDK asks for base64
+    default = client.embeddings.create(
+        model="openai/text-embedding-3-small", input=["a cat", "a dog"]
+    )  # SDK asks for base64
     assert len(default.data) == 2 and len(default.data[0].embedding) == 1536
-    floats = client.embeddings.create(model="openai/text-embedding-3-small", input="a cat",
-                                      encoding_format="float", dimensions=256)
+    floats = client.embeddings.create(
+        model="openai/text-embedding-3-small",
+        input="a cat",
+        encoding_format="float",
+        dimensions=256,
+    )
     assert len(floats.data[0].embedding) == 256
     assert sum(x * x for x in floats.data[0].embedding) == pytest.approx(1.0, abs=1e-6)
     assert default.usage.prompt_tokens > 0
@@ -179,8 +201,10 @@ def test_models_list_and_get(gw):
     ids = [m.id for m in client.models.list()]
     assert MODEL in ids and "bfl/flux-2-pro" in ids and len(ids) >= 41
     model = client.models.retrieve("openai/gpt-4o")
-    assert model.model_extra["pricing"]["input_per_million"] == "2.50" or \
-        float(model.model_extra["pricing"]["input_per_million"]) == 2.5
+    assert (
+        model.model_extra["pricing"]["input_per_million"] == "2.50"
+        or float(model.model_extra["pricing"]["input_per_million"]) == 2.5
+    )
     assert "tools" in model.model_extra["capabilities"]
 
 
@@ -191,7 +215,8 @@ def test_account_endpoints(gw):
     key = httpx.get(gw.base_url + "/key", headers=headers).json()
     assert key["project"] == "playground" and key["usage"]["today"]["requests"] >= 0
     completion = gw.client().chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": "hi"}])
+        model=MODEL, messages=[{"role": "user", "content": "hi"}]
+    )
     rid = completion.model_extra["layers"]["request_id"]
     gen = httpx.get(gw.base_url + "/generation", params={"id": rid}, headers=headers).json()
     assert gen["id"] == rid and gen["model"] == MODEL and gen["streamed"] is False

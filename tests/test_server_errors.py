@@ -72,8 +72,9 @@ def test_revoked_and_archived_keys(gw):
 def test_expired_key(gw):
     svc = gw.service()
     key, secret = svc.create_key("playground", expires="1d")
-    svc.db.conn.execute("UPDATE api_keys SET expires_at = '2000-01-01T00:00:00.000Z' WHERE id = ?",
-                        [key["id"]])
+    svc.db.conn.execute(
+        "UPDATE api_keys SET expires_at = '2000-01-01T00:00:00.000Z' WHERE id = ?", [key["id"]]
+    )
     svc.db.conn.commit()
     svc.close()
     with pytest.raises(openai.AuthenticationError) as err:
@@ -87,7 +88,8 @@ def test_insufficient_credits_is_402_with_balance_and_required(tmp_path):
         for stream in (False, True):
             with pytest.raises(openai.APIStatusError) as err:
                 gw.client().chat.completions.create(
-                    model="anthropic/claude-opus-4.5", messages=HELLO, stream=stream)
+                    model="anthropic/claude-opus-4.5", messages=HELLO, stream=stream
+                )
             assert err.value.status_code == 402
             body = err.value.body
             assert body["code"] == "insufficient_credits"
@@ -118,8 +120,10 @@ def test_capabilities_are_checked(gw):
     assert "/v1/images/generations" in err.value.body["message"]
     with pytest.raises(openai.BadRequestError) as err:
         gw.client().chat.completions.create(
-            model="perplexity/sonar", messages=HELLO,
-            tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}])
+            model="perplexity/sonar",
+            messages=HELLO,
+            tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}],
+        )
     assert "tool" in err.value.body["message"]
     assert_untouched(gw, before)
 
@@ -129,11 +133,15 @@ def test_malformed_bodies_get_400(gw):
     before = gw.balance_micro()
     r = httpx.post(gw.base_url + "/chat/completions", content=b"{not json", headers=headers)
     assert r.status_code == 400 and "not valid JSON" in r.json()["error"]["message"]
-    r = httpx.post(gw.base_url + "/chat/completions", json={"model": MODEL, "messages": []},
-                   headers=headers)
+    r = httpx.post(
+        gw.base_url + "/chat/completions", json={"model": MODEL, "messages": []}, headers=headers
+    )
     assert r.status_code == 400 and r.json()["error"]["param"] == "messages"
-    r = httpx.post(gw.base_url + "/chat/completions", headers=headers,
-                   json={"model": MODEL, "messages": HELLO, "max_tokens": 10_000_000})
+    r = httpx.post(
+        gw.base_url + "/chat/completions",
+        headers=headers,
+        json={"model": MODEL, "messages": HELLO, "max_tokens": 10_000_000},
+    )
     assert r.status_code == 400 and "maximum output" in r.json()["error"]["message"]
     assert_untouched(gw, before)
 
@@ -158,15 +166,21 @@ def test_simulated_provider_failures_are_mapped_and_charge_nothing(gw):
     before = gw.balance_micro()
     client = gw.client()
     with pytest.raises(openai.InternalServerError) as err:
-        client.chat.completions.create(model="anthropic/claude-sonnet-4.5", messages=HELLO,
-                                       max_tokens=100, extra_headers={"X-Layers-Simulate": "error=529"})
+        client.chat.completions.create(
+            model="anthropic/claude-sonnet-4.5",
+            messages=HELLO,
+            max_tokens=100,
+            extra_headers={"X-Layers-Simulate": "error=529"},
+        )
     assert err.value.status_code == 503 and "anthropic" in err.value.body["message"]
     with pytest.raises(openai.RateLimitError):
-        client.chat.completions.create(model=MODEL, messages=HELLO,
-                                       extra_headers={"X-Layers-Simulate": "error=429"})
+        client.chat.completions.create(
+            model=MODEL, messages=HELLO, extra_headers={"X-Layers-Simulate": "error=429"}
+        )
     with pytest.raises(openai.APIStatusError) as err:
-        client.chat.completions.create(model=MODEL, messages=HELLO,
-                                       extra_headers={"X-Layers-Simulate": "timeout"})
+        client.chat.completions.create(
+            model=MODEL, messages=HELLO, extra_headers={"X-Layers-Simulate": "timeout"}
+        )
     assert err.value.status_code == 504
     assert_untouched(gw, before)
 
@@ -174,9 +188,11 @@ def test_simulated_provider_failures_are_mapped_and_charge_nothing(gw):
 def test_mid_stream_failure_is_an_error_frame_and_charges_nothing(gw):
     before = gw.balance_micro()
     stream = gw.client().chat.completions.create(
-        model=MODEL, stream=True,
+        model=MODEL,
+        stream=True,
         messages=[{"role": "user", "content": "Write a long story about a lighthouse keeper."}],
-        extra_headers={"X-Layers-Simulate": "disconnect-after=3"})
+        extra_headers={"X-Layers-Simulate": "disconnect-after=3"},
+    )
     with pytest.raises(openai.APIError) as err:
         for _ in stream:
             pass

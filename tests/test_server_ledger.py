@@ -18,14 +18,21 @@ from tests.support.gateway import running_gateway
 from tests.support.servers import free_socket
 
 MODEL = "openai/gpt-4o-mini"
-BODY = {"model": MODEL, "stream": True, "max_tokens": 300,
-        "messages": [{"role": "user", "content": "Tell me about lighthouses."}]}
+BODY = {
+    "model": MODEL,
+    "stream": True,
+    "max_tokens": 300,
+    "messages": [{"role": "user", "content": "Tell me about lighthouses."}],
+}
 
 
 def _required_micro(gw) -> int:
     """The hold one BODY request needs, as the 402 of an empty account reports it."""
-    r = httpx.post(gw.base_url + "/chat/completions", json=BODY,
-                   headers={"authorization": f"Bearer {gw.secret}"})
+    r = httpx.post(
+        gw.base_url + "/chat/completions",
+        json=BODY,
+        headers={"authorization": f"Bearer {gw.secret}"},
+    )
     assert r.status_code == 402
     whole, _, frac = r.json()["error"]["required"].partition(".")
     return int(whole) * 1_000_000 + int(frac.ljust(6, "0"))
@@ -35,8 +42,9 @@ async def _race(gw, n: int) -> list[int]:
     headers = {"authorization": f"Bearer {gw.secret}", "x-layers-simulate": "ttft-ms=1500"}
 
     async def one(client: httpx.AsyncClient) -> int:
-        async with client.stream("POST", gw.base_url + "/chat/completions", json=BODY,
-                                 headers=headers) as r:
+        async with client.stream(
+            "POST", gw.base_url + "/chat/completions", json=BODY, headers=headers
+        ) as r:
             await r.aread()
             return r.status_code
 
@@ -70,10 +78,14 @@ def test_client_disconnect_mid_stream_is_settled_as_estimated(tmp_path):
     with running_gateway(tmp_path / "cut") as gw:
         before = gw.balance_micro()
         headers = {"authorization": f"Bearer {gw.secret}", "x-layers-simulate": "tps=40"}
-        body = {**BODY, "max_tokens": 2000,
-                "messages": [{"role": "user", "content": "Write a very long essay on tides."}]}
-        with httpx.stream("POST", gw.base_url + "/chat/completions", json=body,
-                          headers=headers, timeout=30) as r:
+        body = {
+            **BODY,
+            "max_tokens": 2000,
+            "messages": [{"role": "user", "content": "Write a very long essay on tides."}],
+        }
+        with httpx.stream(
+            "POST", gw.base_url + "/chat/completions", json=body, headers=headers, timeout=30
+        ) as r:
             request_id = r.headers["x-request-id"]
             received = 0
             for line in r.iter_lines():
@@ -109,7 +121,11 @@ def test_daemon_killed_with_an_open_hold_releases_it_on_next_start(tmp_path):
         sock.close()
         proc = subprocess.Popen(
             [sys.executable, "-m", "layers_cli", "serve", "--offline", "--port", str(port)],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         return proc, port
 
     def wait_ready(port: int) -> None:
@@ -129,15 +145,22 @@ def test_daemon_killed_with_an_open_hold_releases_it_on_next_start(tmp_path):
         assert ledger.balance(db).entries == 500 * 1_000_000  # the starter credits
         from layers_cli.service import Layers
         from layers_cli.settings import load_settings
+
         svc = Layers(load_settings(home=home))
         _, svc_key = svc.create_key("default")
         svc.close()
 
         def slow_stream() -> None:
             try:
-                httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=BODY, timeout=3,
-                           headers={"authorization": f"Bearer {svc_key}",
-                                    "x-layers-simulate": "ttft-ms=20000"})
+                httpx.post(
+                    f"http://127.0.0.1:{port}/v1/chat/completions",
+                    json=BODY,
+                    timeout=3,
+                    headers={
+                        "authorization": f"Bearer {svc_key}",
+                        "x-layers-simulate": "ttft-ms=20000",
+                    },
+                )
             except httpx.HTTPError:
                 pass
 

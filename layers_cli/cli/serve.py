@@ -32,8 +32,9 @@ def register(app: typer.Typer) -> None:
         root = ctx.find_root()
         home = root.params.get("home") if root.params else None
         try:
-            settings = load_settings(home=home, host=host, port=port,
-                                     offline=True if offline else None)
+            settings = load_settings(
+                home=home, host=host, port=port, offline=True if offline else None
+            )
             layers = Layers(settings)
             boot = layers.bootstrap()
             released = layers.recover_holds()
@@ -48,11 +49,13 @@ def register(app: typer.Typer) -> None:
         if released:
             _say(f"Released {len(released)} hold(s) left by a crashed process.")
         if boot["granted_micro"]:
-            _say(f"Granted {boot['granted_micro'] // 1_000_000} starter credits "
-                 f"(${boot['granted_micro'] / 100_000_000:.2f}).")
+            _say(
+                f"Granted {boot['granted_micro'] // 1_000_000} starter credits "
+                f"(${boot['granted_micro'] / 100_000_000:.2f})."
+            )
         if boot["secret"]:
             _say("")
-            _say(f"Created project 'default' and an API key (shown once, store it now):")
+            _say("Created project 'default' and an API key (shown once, store it now):")
             _say(f"  {boot['secret']}")
             _say("")
         _say("Providers:")

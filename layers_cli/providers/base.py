@@ -100,6 +100,9 @@ class ToolCallDelta:
     id: str | None = None
     name: str | None = None
     arguments: str = ""
+    # provider extras carried on the call, e.g. Gemini's
+    # {"google": {"thought_signature": ...}} (the AI SDK echoes it back)
+    extra_content: dict[str, Any] | None = None
 
 
 @dataclass
@@ -260,9 +263,7 @@ def extract_error_message(response: httpx.Response) -> str:
 
 
 def timeout_error(provider: str, seconds: float) -> ProviderTimeout:
-    return ProviderTimeout(
-        f"{provider} did not answer within {seconds:g} s.", provider=provider
-    )
+    return ProviderTimeout(f"{provider} did not answer within {seconds:g} s.", provider=provider)
 
 
 def connection_error(provider: str, exc: Exception) -> ProviderServerError:

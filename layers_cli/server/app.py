@@ -91,8 +91,11 @@ def create_app(layers: Layers, gateway: Gateway | None = None) -> Starlette:
 
     async def method_not_allowed(request: Request, exc: Exception) -> Response:
         return error_response(
-            LayersError(f"{request.method} is not allowed on {request.url.path}.",
-                        status=405, code="method_not_allowed")
+            LayersError(
+                f"{request.method} is not allowed on {request.url.path}.",
+                status=405,
+                code="method_not_allowed",
+            )
         )
 
     app = Starlette(

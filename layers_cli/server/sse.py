@@ -42,10 +42,16 @@ class SSEResponse:
                 nonlocal completed
                 try:
                     async for event in self.stream.events():
-                        await send({"type": "http.response.body", "body": frame(event),
-                                    "more_body": True})
-                    await send({"type": "http.response.body", "body": b"data: [DONE]\n\n",
-                                "more_body": False})
+                        await send(
+                            {"type": "http.response.body", "body": frame(event), "more_body": True}
+                        )
+                    await send(
+                        {
+                            "type": "http.response.body",
+                            "body": b"data: [DONE]\n\n",
+                            "more_body": False,
+                        }
+                    )
                     completed = True
                 finally:
                     tg.cancel_scope.cancel()

@@ -31,8 +31,12 @@ class GatewayHandle:
     def client(self, **kw: Any) -> Any:
         import openai
 
-        return openai.OpenAI(base_url=self.base_url, api_key=kw.pop("api_key", self.secret),
-                             max_retries=kw.pop("max_retries", 0), **kw)
+        return openai.OpenAI(
+            base_url=self.base_url,
+            api_key=kw.pop("api_key", self.secret),
+            max_retries=kw.pop("max_retries", 0),
+            **kw,
+        )
 
     def balance_micro(self) -> int:
         svc = self.service()
@@ -49,8 +53,13 @@ def write_config(home: Path, text: str) -> None:
 
 @contextlib.contextmanager
 def running_gateway(
-    home: Path, *, credits: str | None = "100", offline: bool = True, kind: str = "live",
-    key_options: dict[str, Any] | None = None, retry_base_delay: float = 0.01,
+    home: Path,
+    *,
+    credits: str | None = "100",
+    offline: bool = True,
+    kind: str = "live",
+    key_options: dict[str, Any] | None = None,
+    retry_base_delay: float = 0.01,
 ) -> Iterator[GatewayHandle]:
     settings = load_settings(home=home, offline=offline or None)
     layers = Layers(settings)

@@ -28,9 +28,7 @@ def serve_app(app: Any, **config: Any) -> Iterator[str]:
     """Serve ``app`` until the block ends; yields its base URL ``http://127.0.0.1:PORT``."""
     sock = free_socket()
     port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", lifespan="auto", **config)
-    )
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="auto", **config))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
