@@ -13,8 +13,8 @@ from decimal import Decimal
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from . import __version__, ledger, projects, requestlog
 from . import keys as keys_mod
-from . import ledger, projects, requestlog
 from .db import open_db, schema_version
 from .errors import InvalidRequest, NotFound
 from .pricing import MICRO_PER_CREDIT, charge, markup_for, parse_credits
@@ -78,7 +78,7 @@ class Layers:
             "config_exists": self.settings.config_path.exists(),
             "schema_version": schema_version(db),
             "counts": counts,
-            "version": __import__("layers_cli").__version__,
+            "version": __version__,
         }
 
     def balance(self) -> dict[str, Any]:

@@ -208,6 +208,14 @@ def error_for_status(
             provider=provider,
             upstream_status=status,
         )
+    if status == 402:
+        return ProviderError(
+            f"{provider}'s own account is out of credits (HTTP 402: {message}). The operator "
+            f"must top up the {provider} account; this is not about Layers credits.",
+            provider=provider,
+            upstream_status=status,
+            code="provider_out_of_credits",
+        )
     if status == 429:
         return ProviderRateLimited(
             f"{provider} is rate limiting requests (HTTP 429: {message}).",

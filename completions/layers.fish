@@ -1,0 +1,1 @@
+complete --command layers --no-files --arguments "(env _LAYERS_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) layers)" --condition "env _LAYERS_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) layers"
