@@ -121,6 +121,8 @@ def parse_credits(text: str | int) -> int:
     Zero, negative and non-numeric amounts are refused with a message that shows the forms.
     """
     raw = str(text)
+    if raw.strip().lstrip("$").strip().startswith("-"):
+        raise InvalidRequest(f"The amount must be positive, got '{raw}'.", param="amount")
     match = _AMOUNT.match(raw)
     if not match:
         raise InvalidRequest(

@@ -72,7 +72,8 @@ def probe_provider(settings: Settings, catalog: Any, name: str) -> dict[str, Any
     route = routes.get(name)
     if route is None:
         raise NotFound(
-            f"No provider '{name}'. Providers: {', '.join(sorted(routes))}.", param="provider"
+            f"Unknown provider '{name}'. Known providers: {', '.join(sorted(routes))}.",
+            param="provider",
         )
     if not route.live:
         return {

@@ -8,6 +8,7 @@ HTTP handler: they parse, call one method here, and render.
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cached_property
@@ -309,6 +310,34 @@ class Layers:
         from .routing import provider_routes
 
         return [route.describe() for route in provider_routes(self.settings).values()]
+
+    def _known_provider(self, name: str) -> None:
+        names = [p["name"] for p in self.provider_status()]
+        if name not in names:
+            raise NotFound(
+                f"Unknown provider '{name}'. Known providers: {', '.join(names)}.",
+                hint="Extra OpenAI-compatible upstreams are declared in config.toml "
+                "[upstreams.NAME].",
+                param="provider",
+            )
+
+    def set_provider_credential(self, name: str, secret: str) -> None:
+        """Store a provider key in the OS keyring (never in the database)."""
+        from .providers import CREDENTIAL_ENV
+        from .secrets import set_credential
+
+        self._known_provider(name)
+        set_credential(name, secret, CREDENTIAL_ENV.get(name, ()))
+
+    def remove_provider_credential(self, name: str) -> list[str]:
+        """Delete a stored key; returns the environment variables that still make it live."""
+        from .providers import CREDENTIAL_ENV
+        from .secrets import delete_credential
+
+        self._known_provider(name)
+        if not delete_credential(name):
+            raise NotFound(f"No {name} credential is stored in the keyring.")
+        return [v for v in CREDENTIAL_ENV.get(name, ()) if os.environ.get(v)]
 
     def test_provider(self, name: str) -> dict[str, Any]:
         from .routing import probe_provider

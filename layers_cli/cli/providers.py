@@ -10,7 +10,7 @@ import os
 
 import typer
 
-from ..errors import InvalidRequest, NotFound
+from ..errors import InvalidRequest
 from . import render
 
 JSON = typer.Option(False, "--json", help="Print JSON (stable keys) instead of a table.")
@@ -24,18 +24,6 @@ def _complete_provider(incomplete: str) -> list[str]:
     from ..providers import CREDENTIAL_ENV
 
     return [name for name in CREDENTIAL_ENV if name.startswith(incomplete)]
-
-
-def _known(ctx: typer.Context, name: str) -> list[str]:
-    """The provider names this home knows, or a NotFound that lists them."""
-    names = [p["name"] for p in ctx.obj.service.provider_status()]
-    if name not in names:
-        raise NotFound(
-            f"Unknown provider '{name}'. Known providers: {', '.join(names)}.",
-            hint="Extra OpenAI-compatible upstreams are declared in config.toml [upstreams.NAME].",
-            param="provider",
-        )
-    return names
 
 
 @app.command("list")
@@ -76,10 +64,8 @@ def set_(
     ),
 ) -> None:
     """Store a provider's API key in the OS keyring (asked with hidden input)."""
-    from ..providers import CREDENTIAL_ENV
-    from ..secrets import set_credential
-
-    _known(ctx, name)
+    svc = ctx.obj.service
+    svc._known_provider(name)
     if from_env:
         secret = os.environ.get(from_env, "")
         if not secret.strip():
@@ -89,8 +75,11 @@ def set_(
             )
     else:
         secret = typer.prompt(f"{name} API key", hide_input=True)
-    set_credential(name, secret, CREDENTIAL_ENV.get(name, ()))
-    render.line(f"Stored the {name} credential in the keyring; {name} models are live now.")
+    svc.set_provider_credential(name, secret)
+    render.line(
+        f"Stored the {name} credential in the keyring; {name} models are live from the next "
+        "`layers serve` start."
+    )
     render.note(f"Check it with `layers providers test {name}`.")
 
 
@@ -100,14 +89,8 @@ def remove(
     name: str = typer.Argument(..., metavar="NAME", autocompletion=_complete_provider),
 ) -> None:
     """Delete a provider's key from the keyring."""
-    from ..providers import CREDENTIAL_ENV
-    from ..secrets import delete_credential
-
-    _known(ctx, name)
-    if not delete_credential(name):
-        raise NotFound(f"No {name} credential is stored in the keyring.")
+    still = ctx.obj.service.remove_provider_credential(name)
     render.line(f"Removed the {name} credential from the keyring.")
-    still = [v for v in CREDENTIAL_ENV.get(name, ()) if os.environ.get(v)]
     if still:
         render.warn(f"{still[0]} is set in the environment, so {name} stays live.")
 
@@ -119,7 +102,6 @@ def test(
     json: bool = JSON,
 ) -> None:
     """Make one cheap call to a provider and print the latency and the outcome."""
-    _known(ctx, name)
     result = ctx.obj.service.test_provider(name)
     if json:
         render.json_out(
