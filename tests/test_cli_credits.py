@@ -50,8 +50,8 @@ def test_topup_in_credits_and_dollars(svc):
     [
         ("0", "The amount must be positive, got '0'."),
         ("$0", "The amount must be positive"),
-        ("-5", "'-5' is not an amount."),
-        ("-$5", "'-$5' is not an amount."),
+        ("-5", "must be positive, got '-5'"),
+        ("-$5", "must be positive, got '-$5'"),
         ("abc", "'abc' is not an amount."),
         ("5 euros", "is not an amount"),
         ("", "is not an amount"),
