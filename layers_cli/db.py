@@ -26,6 +26,24 @@ def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+def iso(when: datetime) -> str:
+    """A datetime as the stored timestamp format (UTC, milliseconds, ``Z``)."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def parse_date(text: str, flag: str, forms: str) -> datetime:
+    """An ISO date or datetime from a flag (naive means UTC), or a 400 naming the forms."""
+    from .errors import InvalidRequest
+
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise InvalidRequest(
+            f"{flag} '{text}' is neither {forms} nor a date (2027-01-31).", param=flag.lstrip("-")
+        ) from exc
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
 def known_migrations() -> list[str]:
     return [m.name for m in MIGRATIONS._migrations]
 

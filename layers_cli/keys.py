@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from .db import immediate, now_iso
+from .db import immediate, iso, now_iso, parse_date
 from .errors import AuthenticationError, Conflict, InvalidRequest, NotFound
 
 KIND_PREFIX = {"live": "lyr_live_", "test": "lyr_test_"}
@@ -73,19 +73,11 @@ def parse_expiry(text: str | None, now: datetime | None = None) -> str | None:
         if n <= 0:
             raise InvalidRequest("--expires must be in the future.", param="expires")
         delta = timedelta(days=365 * n) if unit == "y" else timedelta(**{_DURATION_UNITS[unit]: n})
-        return (now + delta).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise InvalidRequest(
-            f"--expires '{text}' is neither a duration (30d, 12h, 2w, 1y) nor a date (2027-01-31).",
-            param="expires",
-        ) from exc
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
+        return iso(now + delta)
+    when = parse_date(text, "--expires", "a duration (30d, 12h, 2w, 1y)")
     if when <= now:
         raise InvalidRequest("--expires must be in the future.", param="expires")
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    return iso(when)
 
 
 def _new_key_id() -> str:

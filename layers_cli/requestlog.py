@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from .db import iso, parse_date
 from .errors import InvalidRequest, NotFound
 
 COLUMNS = [
@@ -146,17 +147,8 @@ def parse_since(text: str | None, now: datetime | None = None) -> str | None:
     if match:
         n, unit = int(match.group(1)), match.group(2)
         days = {"h": n / 24, "d": n, "w": 7 * n, "m": 30 * n}[unit]
-        return (now - timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise InvalidRequest(
-            f"--since '{text}' is neither a duration (7d, 24h, 2w) nor a date (2026-11-01).",
-            param="since",
-        ) from exc
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        return iso(now - timedelta(days=days))
+    return iso(parse_date(text, "--since", "a duration (7d, 24h, 2w)"))
 
 
 @dataclass

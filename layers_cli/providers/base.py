@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import email.utils
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -289,9 +289,11 @@ async def send(
     json: Any = None,
     headers: dict[str, str] | None = None,
     params: dict[str, str] | None = None,
+    error_from: Callable[[httpx.Response], ProviderError] | None = None,
 ) -> httpx.Response:
     """One non-streaming upstream request; transport failures become `ProviderError`s
-    and a non-2xx answer raises the mapped error. Returns the (read) response."""
+    and a non-2xx answer raises the mapped error (``error_from`` lets a provider read its
+    own error body). Returns the (read) response."""
     import httpx
 
     assert call.http is not None, "the service passes a shared httpx.AsyncClient"
@@ -308,8 +310,18 @@ async def send(
         raise timeout_error(provider, call.timeout) from exc
     except httpx.TransportError as exc:
         raise connection_error(provider, exc) from exc
-    raise_for_status(provider, response)
+    if response.status_code >= 400:
+        raise error_from(response) if error_from else _mapped(provider, response)
     return response
+
+
+def _mapped(provider: str, response: httpx.Response) -> ProviderError:
+    return error_for_status(
+        provider,
+        response.status_code,
+        extract_error_message(response),
+        retry_after=parse_retry_after(response.headers),
+    )
 
 
 async def open_stream(
@@ -320,6 +332,7 @@ async def open_stream(
     json: Any,
     headers: dict[str, str] | None = None,
     params: dict[str, str] | None = None,
+    error_from: Callable[[httpx.Response], ProviderError] | None = None,
 ) -> httpx.Response:
     """Start a streaming POST; the caller must ``await response.aclose()`` when done.
 
@@ -346,9 +359,11 @@ async def open_stream(
     if response.status_code >= 400:
         try:
             await response.aread()
+        except httpx.HTTPError as exc:
+            raise connection_error(provider, exc) from exc
         finally:
             await response.aclose()
-        raise_for_status(provider, response)
+        raise error_from(response) if error_from else _mapped(provider, response)
     return response
 
 

@@ -37,11 +37,11 @@ from .base import (
     ToolCallDelta,
     UpstreamCall,
     Usage,
-    connection_error,
     error_for_status,
     iter_sse,
+    open_stream,
     parse_retry_after,
-    timeout_error,
+    send,
 )
 from .google_translate import (
     PROVIDER,
@@ -341,45 +341,28 @@ def _headers(call: UpstreamCall) -> dict[str, str]:
 
 
 async def _post(call: UpstreamCall, action: str, payload: dict[str, Any]) -> dict[str, Any]:
-    assert call.http is not None, "the service passes a shared httpx.AsyncClient"
-    try:
-        response = await call.http.post(
-            _url(call, action), json=payload, headers=_headers(call), timeout=call.timeout
-        )
-    except httpx.TimeoutException as exc:
-        raise timeout_error(PROVIDER, call.timeout) from exc
-    except httpx.TransportError as exc:
-        raise connection_error(PROVIDER, exc) from exc
-    if response.status_code >= 400:
-        raise _error_from_response(response)
+    response = await send(
+        PROVIDER,
+        call,
+        "POST",
+        _url(call, action),
+        json=payload,
+        headers=_headers(call),
+        error_from=_error_from_response,
+    )
     return _json_body(response)
 
 
 async def _open_stream(call: UpstreamCall, payload: dict[str, Any]) -> httpx.Response:
-    assert call.http is not None, "the service passes a shared httpx.AsyncClient"
-    request = call.http.build_request(
-        "POST",
+    return await open_stream(
+        PROVIDER,
+        call,
         _url(call, "streamGenerateContent"),
-        params={"alt": "sse"},
         json=payload,
         headers=_headers(call),
-        timeout=call.timeout,
+        params={"alt": "sse"},
+        error_from=_error_from_response,
     )
-    try:
-        response = await call.http.send(request, stream=True)
-    except httpx.TimeoutException as exc:
-        raise timeout_error(PROVIDER, call.timeout) from exc
-    except httpx.TransportError as exc:
-        raise connection_error(PROVIDER, exc) from exc
-    if response.status_code >= 400:
-        try:
-            await response.aread()
-        except httpx.HTTPError as exc:
-            raise connection_error(PROVIDER, exc) from exc
-        finally:
-            await response.aclose()
-        raise _error_from_response(response)
-    return response
 
 
 def _decode_image(data: Any) -> bytes:
