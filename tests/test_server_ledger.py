@@ -189,3 +189,69 @@ def test_daemon_killed_with_an_open_hold_releases_it_on_next_start(tmp_path):
         output, _ = proc2.communicate(timeout=20)
     assert re.search(r"Released 1 hold", output)
     db.close()
+
+
+def test_sigterm_drains_in_flight_requests(tmp_path):
+    """SIGTERM while a stream is in flight: the stream still completes and is settled."""
+    import signal
+    import threading
+
+    home = tmp_path / "drain"
+    sock = free_socket()
+    port = sock.getsockname()[1]
+    sock.close()
+    env = {**os.environ, "LAYERS_HOME": str(home)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "layers_cli", "serve", "--offline", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        secret = None
+        for line in proc.stdout:  # type: ignore[union-attr]
+            if "lyr_live_" in line:
+                secret = line.strip()
+            if line.startswith("Press Ctrl-C"):
+                break
+        assert secret
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/health")
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        result: dict[str, object] = {}
+
+        def slow() -> None:
+            with httpx.stream(
+                "POST",
+                f"http://127.0.0.1:{port}/v1/chat/completions",
+                json=BODY,
+                timeout=30,
+                headers={"authorization": f"Bearer {secret}", "x-layers-simulate": "ttft-ms=1500"},
+            ) as r:
+                result["status"] = r.status_code
+                result["lines"] = [line for line in r.iter_lines() if line]
+
+        t = threading.Thread(target=slow)
+        t.start()
+        db = open_db(home / "layers.db")
+        while ledger.balance(db).held == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        t.join(timeout=30)
+        proc.wait(timeout=30)
+        assert result["status"] == 200
+        assert result["lines"][-1] == "data: [DONE]"  # type: ignore[index]
+        assert ledger.balance(db).held == 0
+        charged = db.conn.execute(
+            "SELECT COUNT(*) FROM ledger_entries WHERE kind = 'charge'"
+        ).fetchone()[0]
+        assert charged == 1 and ledger.verify(db)["ok"]
+        db.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
