@@ -186,6 +186,8 @@ class ProviderError(LayersError):
         self.provider = provider
         self.upstream_status = upstream_status
         self.retry_after = retry_after
+        # whether a client should try again (set by the gateway, which retries the rest)
+        self.client_retry: bool | None = None
         if retryable is not None:
             self.retryable = retryable
         if retry_after is not None:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import keys, ledger, requestlog, validation
 from .db import immediate, now_iso
-from .errors import LayersError, ProviderError
+from .errors import LayersError, ProviderError, ProviderRateLimited
 from .limits import LimitState, RateLimiter
 from .pricing import charge, micro_to_credits, micro_to_usd, quote
 from .providers import get_adapter
@@ -189,8 +189,14 @@ class Gateway:
                     return await op(adapter, call)
                 except ProviderError as exc:
                     last = exc
-                    if not exc.retryable or route is None:
-                        break  # the simulator fails on purpose: no retry
+                    # The simulator fails on purpose and a provider's 429 asks the *client*
+                    # to wait: neither is retried here, so the client's own retry logic
+                    # (with Retry-After) is what gets exercised.
+                    exc.client_retry = exc.retryable and (
+                        route is None or isinstance(exc, ProviderRateLimited)
+                    )
+                    if exc.client_retry or not exc.retryable:
+                        break
                     if attempt < self.settings.max_retries:
                         delay = self.retry_base_delay * (2**attempt)
                         if exc.retry_after is not None:
@@ -433,9 +439,7 @@ class Gateway:
             charged, balance = await self.settle(ctx, result.usage, finish_reason=None)
             out = image_body(
                 int(time.time()),
-                result.images,
-                result.revised_prompts,
-                result.usage,
+                result,
                 self.layers_object(ctx, charged, balance),
             )
             return out, self.response_headers(ctx, charged, balance)

@@ -12,7 +12,7 @@ import base64
 import struct
 from typing import Any
 
-from .providers.base import Chunk, Completion, Usage
+from .providers.base import Chunk, Completion, ImageResult, Usage
 
 
 def completion_body(
@@ -127,30 +127,29 @@ class ChunkRenderer:
         return "".join(self.text_parts)
 
 
-def image_body(
-    created: int,
-    images: list[bytes],
-    revised: list[str | None],
-    usage: Usage,
-    layers: dict[str, Any],
-) -> dict[str, Any]:
+def image_body(created: int, result: ImageResult, layers: dict[str, Any]) -> dict[str, Any]:
     data = []
-    for i, raw in enumerate(images):
+    for i, raw in enumerate(result.images):
         item: dict[str, Any] = {"b64_json": base64.b64encode(raw).decode()}
-        if i < len(revised) and revised[i]:
-            item["revised_prompt"] = revised[i]
+        if i < len(result.revised_prompts) and result.revised_prompts[i]:
+            item["revised_prompt"] = result.revised_prompts[i]
         data.append(item)
-    return {
+    usage = result.usage
+    body: dict[str, Any] = {
         "created": created,
         "data": data,
+        "output_format": result.mime_type.split("/")[-1].replace("svg+xml", "svg"),
         "usage": {
             "input_tokens": usage.prompt_tokens,
             "output_tokens": usage.completion_tokens,
             "total_tokens": usage.total_tokens,
             "images": usage.images,
         },
-        "layers": layers,
     }
+    if result.provider_metadata:
+        body["provider_metadata"] = result.provider_metadata
+    body["layers"] = layers
+    return body
 
 
 def embedding_body(

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import os
+
 import keyring
 import pytest
+from hypothesis import settings as hypothesis_settings
 from keyring.backend import KeyringBackend
+
+# Property tests explore the same examples on every run, so CI never flakes on a new one;
+# run with HYPOTHESIS_PROFILE=explore locally to search afresh.
+hypothesis_settings.register_profile("repeatable", derandomize=True, database=None)
+hypothesis_settings.register_profile("explore")
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 PROVIDER_ENV = (
     "OPENAI_API_KEY",

@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ..errors import InvalidRequest, LayersError
+from ..errors import InvalidRequest, LayersError, ProviderError
 from ..gateway import Gateway, new_request_id
 
 if TYPE_CHECKING:
@@ -32,10 +32,15 @@ class JSON(JSONResponse):
 def error_response(exc: LayersError, request_id: str | None = None) -> Response:
     request_id = request_id or exc.extra.get("request_id") or new_request_id()
     headers = {**exc.headers, "x-request-id": request_id}
-    if exc.status >= 500 or exc.status in (408, 409, 429):
-        # retryable for clients; a 402 or 4xx is final
-        headers.setdefault("x-should-retry", "true" if exc.status != 500 else "false")
+    headers["x-should-retry"] = "true" if _client_should_retry(exc) else "false"
     return JSON(exc.to_body(request_id), status_code=exc.status, headers=headers)
+
+
+def _client_should_retry(exc: LayersError) -> bool:
+    """Clients retry 408/409/429/5xx by default; say exactly when it can help."""
+    if isinstance(exc, ProviderError):
+        return bool(exc.client_retry if exc.client_retry is not None else exc.retryable)
+    return exc.status == 429
 
 
 async def read_json(request: Request) -> Any:

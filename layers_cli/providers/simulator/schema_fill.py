@@ -242,6 +242,9 @@ class Filler:
             high = min(high, len(prefix))
         item_schema = self.flatten(items) if isinstance(items, dict) else {}
         listed = self.list_hint(item_schema)
+        contains = schema.get("contains")
+        if contains is not None and not any(conforms(v, contains, self.root) for v in listed):
+            listed = []  # a prompt's list that misses the required item cannot be used
         # nested (often recursive) arrays shrink so a tree schema stays a small tree
         wanted = len(listed) if listed else self.rng.choice((2, 3)) if depth <= 2 else 1
         if depth > 4:
@@ -249,7 +252,6 @@ class Filler:
         count = int(max(low, len(prefix) if prefix else 0, min(high, wanted)))
         count = int(min(count, high)) if high != math.inf else count
         out: list[Any] = []
-        contains = schema.get("contains")
         if contains is not None and count and not listed:
             out.append(self.gen(contains, name, depth + 1))
         for i in range(len(out), count):

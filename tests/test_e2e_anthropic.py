@@ -1,0 +1,469 @@
+"""The openai SDK → layers serve → a fake Anthropic Messages API on loopback (named SSE events):
+the translated request, the OpenAI-shaped answer, usage with cache reads and writes, thinking
+signatures carried across turns, the settled charge, and the error mapping (429, 529, 500,
+401, timeout, an error event mid-stream, malformed JSON) with the ledger untouched.
+
+The fake and the gateways start once per module; each test resets the fake and compares
+balances before and after.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import keyring
+import openai
+import pytest
+
+from layers_cli.pricing import charge
+from layers_cli.providers.base import Usage
+from tests.conftest import PROVIDER_ENV, MemoryKeyring
+from tests.fakes import Failure, FakeState
+from tests.fakes.anthropic import answer, create_app, sign
+from tests.support.gateway import GatewayHandle, running_gateway, write_config
+from tests.support.servers import serve_app
+
+MARKUP = Decimal("0.6")
+MODEL = "anthropic/claude-haiku-4.5"
+UPSTREAM = "claude-haiku-4-5-20251001"
+KEY = "sk-ant-e2e"
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Weather for a city",
+        "parameters": {
+            "$schema": "http://json-schema.org/draft-07/schema#",
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
+
+
+# ---------------------------------------------------------------- fixtures and helpers
+
+
+@contextlib.contextmanager
+def gateway(home: Path, config: str) -> Iterator[GatewayHandle]:
+    """A gateway whose routes were resolved with an in-memory keyring and only the
+    Anthropic key in the environment (module fixtures run before conftest's isolation)."""
+    write_config(home, config)
+    with contextlib.ExitStack() as stack:
+        with pytest.MonkeyPatch.context() as mp:
+            for name in (*PROVIDER_ENV, "LAYERS_OFFLINE", "LAYERS_MARKUP", "LAYERS_HOME"):
+                mp.delenv(name, raising=False)
+            mp.setenv("ANTHROPIC_API_KEY", KEY)
+            previous = keyring.get_keyring()
+            keyring.set_keyring(MemoryKeyring())
+            try:
+                handle = stack.enter_context(running_gateway(home, offline=False, credits="1000"))
+            finally:
+                keyring.set_keyring(previous)
+        yield handle
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[tuple[FakeState, str]]:
+    state = FakeState()
+    with serve_app(create_app(state)) as url:
+        yield state, url + "/v1"
+
+
+@pytest.fixture(scope="module")
+def gw(fake, tmp_path_factory) -> Iterator[GatewayHandle]:
+    """The default policy: 2 retries (3 attempts), 1 s upstream timeout."""
+    config = f'upstream_timeout = 1.0\n\n[providers.anthropic]\nbase_url = "{fake[1]}"\n'
+    with gateway(tmp_path_factory.mktemp("anthropic-e2e"), config) as handle:
+        yield handle
+
+
+@pytest.fixture(scope="module")
+def gw_no_retry(fake, tmp_path_factory) -> Iterator[GatewayHandle]:
+    """No retries and a short timeout: terminal mappings without waiting."""
+    config = (
+        "upstream_timeout = 0.5\nmax_retries = 0\n\n"
+        f'[providers.anthropic]\nbase_url = "{fake[1]}"\n'
+    )
+    with gateway(tmp_path_factory.mktemp("anthropic-e2e-no-retry"), config) as handle:
+        yield handle
+
+
+@pytest.fixture
+def state(fake) -> FakeState:
+    fake[0].requests.clear()
+    fake[0].failures.clear()
+    return fake[0]
+
+
+def usage_of(usage: Any) -> Usage:
+    prompt = usage.prompt_tokens_details
+    return Usage(
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        cached_tokens=prompt.cached_tokens or 0,
+        cache_write_tokens=getattr(prompt, "cache_write_tokens", 0) or 0,
+        reasoning_tokens=usage.completion_tokens_details.reasoning_tokens or 0,
+    )
+
+
+def expected_usage(raw: dict[str, Any]) -> dict[str, int]:
+    """Anthropic usage in OpenAI semantics: prompt = input + cache writes + cache reads."""
+    write, read = raw["cache_creation_input_tokens"], raw["cache_read_input_tokens"]
+    return {
+        "prompt_tokens": raw["input_tokens"] + write + read,
+        "completion_tokens": raw["output_tokens"],
+        "cached_tokens": read,
+        "cache_write_tokens": write,
+    }
+
+
+def price(gw: GatewayHandle, usage: Usage, model_id: str = MODEL) -> int:
+    svc = gw.service()
+    try:
+        return charge(svc.catalog.get(model_id), usage, MARKUP).micro
+    finally:
+        svc.close()
+
+
+def settled(gw: GatewayHandle, request_id: str, before: int) -> dict[str, Any]:
+    svc = gw.service()
+    try:
+        row = svc.get_request(request_id)
+        balance = svc.balance()
+        assert before - balance["balance_micro"] == row["credits_micro"] > 0
+        assert balance["open_holds"] == 0 and svc.verify_ledger()["ok"]
+        return row
+    finally:
+        svc.close()
+
+
+def assert_untouched(gw: GatewayHandle, before: int, request_id: str | None = None) -> None:
+    svc = gw.service()
+    try:
+        balance = svc.balance()
+        assert balance["balance_micro"] == before
+        assert balance["open_holds"] == 0 and svc.verify_ledger()["ok"]
+        if request_id:
+            row = svc.get_request(request_id)
+            assert row["status"] == "error" and row["credits_micro"] == 0
+    finally:
+        svc.close()
+
+
+def layers(obj: Any) -> dict[str, Any]:
+    return obj.model_extra["layers"]
+
+
+def ask(gw: GatewayHandle, text: str = "Say hello", **kw: Any) -> Any:
+    kw.setdefault("max_tokens", 50)
+    return gw.client().chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": text}], **kw
+    )
+
+
+def text_of(chunks: list[Any]) -> str:
+    return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+
+# ---------------------------------------------------------------- chat
+
+
+def test_whole_chat_is_translated_and_billed(gw, state):
+    before = gw.balance_micro()
+    completion = gw.client().chat.completions.create(
+        model=MODEL,
+        messages=[
+            {"role": "system", "content": "Be terse."},
+            {"role": "user", "content": "Say hello"},
+        ],
+        max_tokens=50,
+        temperature=1.5,
+        stop=["never"],
+        user="user-7",
+    )
+    sent = state.last
+    assert sent["path"] == "/v1/messages"
+    assert sent["headers"]["x-api-key"] == KEY
+    assert sent["headers"]["anthropic-version"] == "2023-06-01"
+    wire = sent["json"]
+    assert wire["model"] == UPSTREAM and wire["max_tokens"] == 50
+    assert wire["system"] in ("Be terse.", [{"type": "text", "text": "Be terse."}])
+    assert [m["role"] for m in wire["messages"]] == ["user"]
+    assert wire["temperature"] == 1.0  # OpenAI's 0..2 clamped to Anthropic's 0..1
+    assert wire["stop_sequences"] == ["never"] and wire["metadata"] == {"user_id": "user-7"}
+
+    assert completion.choices[0].message.content == "Echo: Say hello"
+    assert completion.choices[0].finish_reason == "stop"
+    raw = answer(wire, set())["usage"]
+    usage = completion.usage
+    assert usage.prompt_tokens == expected_usage(raw)["prompt_tokens"] > 0
+    assert usage.completion_tokens == raw["output_tokens"]
+    meta = completion.model_extra["provider_metadata"]["anthropic"]
+    assert meta["stop_reason"] == "end_turn"
+
+    info = layers(completion)
+    assert info["provider"] == "anthropic" and info["simulated"] is False
+    row = settled(gw, info["request_id"], before)
+    assert row["upstream_model"] == UPSTREAM
+    assert row["credits_micro"] == price(gw, usage_of(usage))
+
+
+def test_prompt_cache_writes_then_reads_and_each_is_priced(gw, state):
+    system = "You are a meticulous assistant. " * 40  # a long prefix worth caching
+    messages = [
+        {
+            "role": "system",
+            "content": [{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}],
+        },
+        {"role": "user", "content": "First question"},
+    ]
+    client = gw.client()
+    before = gw.balance_micro()
+    first = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=50)
+    wire = state.last["json"]
+    assert wire["system"][-1]["cache_control"] == {"type": "ephemeral"}
+    raw = answer(wire, set())["usage"]
+    assert raw["cache_creation_input_tokens"] > 0
+    details = first.usage.prompt_tokens_details
+    assert details.cache_write_tokens == raw["cache_creation_input_tokens"]
+    assert details.cached_tokens == 0
+    assert first.usage.prompt_tokens == expected_usage(raw)["prompt_tokens"]
+    meta = first.model_extra["provider_metadata"]["anthropic"]
+    assert meta["cache_creation_input_tokens"] == raw["cache_creation_input_tokens"]
+    row = settled(gw, layers(first)["request_id"], before)
+    assert row["cache_write_tokens"] == raw["cache_creation_input_tokens"]
+    assert row["credits_micro"] == price(gw, usage_of(first.usage))
+
+    before = gw.balance_micro()
+    messages[1]["content"] = "Second question"
+    second = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=50)
+    details = second.usage.prompt_tokens_details
+    assert details.cached_tokens == raw["cache_creation_input_tokens"]
+    assert getattr(details, "cache_write_tokens", None) is None  # only when there were any
+    meta = second.model_extra["provider_metadata"]["anthropic"]
+    assert meta["cache_read_input_tokens"] == details.cached_tokens
+    row = settled(gw, layers(second)["request_id"], before)
+    assert row["cached_tokens"] == details.cached_tokens
+    assert row["credits_micro"] == price(gw, usage_of(second.usage))
+    # reading the cache costs less than writing it did
+    assert row["credits_micro"] < price(gw, usage_of(first.usage))
+
+
+def test_streamed_tool_call_from_named_events(gw, state):
+    before = gw.balance_micro()
+    chunks = list(ask(gw, "Use get_weather for Paris", stream=True, tools=[WEATHER]))
+    wire = state.last["json"]
+    assert wire["stream"] is True
+    assert wire["tools"][0]["name"] == "get_weather"
+    assert "$schema" not in wire["tools"][0]["input_schema"]
+
+    deltas = [d for c in chunks if c.choices for d in (c.choices[0].delta.tool_calls or [])]
+    assert deltas[0].id == "toolu_01" and deltas[0].function.name == "get_weather"
+    arguments = "".join(d.function.arguments or "" for d in deltas)
+    assert json.loads(arguments) == {"city": "example city"}
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
+    assert [f for f in finishes if f] == ["tool_calls"]
+
+    last = chunks[-1]
+    raw = answer({**wire, "stream": False}, set())["usage"]
+    assert last.usage.prompt_tokens == expected_usage(raw)["prompt_tokens"]
+    assert last.usage.completion_tokens == raw["output_tokens"]
+    row = settled(gw, layers(last)["request_id"], before)
+    assert row["streamed"] and row["finish_reason"] == "tool_calls"
+    assert row["credits_micro"] == price(gw, usage_of(last.usage))
+
+
+def test_streamed_text(gw, state):
+    before = gw.balance_micro()
+    chunks = list(ask(gw, "count one two three", stream=True))
+    assert text_of(chunks) == "Echo: count one two three"
+    assert [
+        c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
+    ] == ["stop"]
+    row = settled(gw, layers(chunks[-1])["request_id"], before)
+    assert not row["estimated"]
+    assert row["credits_micro"] == price(gw, usage_of(chunks[-1].usage))
+
+
+def test_thinking_tool_loop_carries_signed_thinking_back(gw, state):
+    """The second turn only validates at the fake if the adapter restores the signed thinking
+    block (the signature is a hash of the exact text) in front of the tool_use."""
+    client = gw.client()
+    messages: list[dict[str, Any]] = [{"role": "user", "content": "Use get_weather for Paris"}]
+    before = gw.balance_micro()
+    first = client.chat.completions.create(
+        model=MODEL, messages=messages, tools=[WEATHER], max_tokens=50, reasoning_effort="low"
+    )
+    wire = state.last["json"]
+    assert wire["thinking"]["type"] == "enabled"
+    assert wire["max_tokens"] > wire["thinking"]["budget_tokens"] >= 1024
+    message = first.choices[0].message
+    thought = "Considering: Use get_weather for Paris"
+    assert message.model_extra["reasoning_content"] == thought
+    thinking = first.model_extra["provider_metadata"]["anthropic"]["thinking"]
+    assert thinking == [{"type": "thinking", "thinking": thought, "signature": sign(thought)}]
+    (call,) = message.tool_calls
+    assert json.loads(call.function.arguments) == {"city": "example city"}
+    settled(gw, layers(first)["request_id"], before)
+
+    messages += [
+        {
+            "role": "assistant",
+            "content": None,
+            "reasoning_content": thought,
+            "tool_calls": [call.model_dump()],
+        },
+        {"role": "tool", "tool_call_id": call.id, "content": "sunny"},
+    ]
+    second = client.chat.completions.create(
+        model=MODEL, messages=messages, tools=[WEATHER], max_tokens=50, reasoning_effort="low"
+    )
+    assistant = state.last["json"]["messages"][1]["content"]
+    assert assistant[0] == {"type": "thinking", "thinking": thought, "signature": sign(thought)}
+    assert assistant[1]["type"] == "tool_use" and assistant[1]["input"] == {"city": "example city"}
+    assert second.choices[0].message.content == "Tool result: sunny"
+    assert second.choices[0].finish_reason == "stop"
+
+
+def test_json_schema_answer(gw, state):
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "population": {"type": "integer"}},
+        "required": ["city", "population"],
+        "additionalProperties": False,
+    }
+    completion = ask(
+        gw,
+        "Biggest city in France?",
+        response_format={"type": "json_schema", "json_schema": {"name": "city", "schema": schema}},
+    )
+    assert state.last["json"]["output_config"]["format"]["type"] == "json_schema"
+    answer_json = json.loads(completion.choices[0].message.content)
+    assert answer_json == {"city": "example city", "population": 1}
+
+
+# ---------------------------------------------------------------- failures
+
+
+def test_overloaded_529_is_retried_invisibly(gw, state):
+    state.fail_next(Failure(status=529))
+    before = gw.balance_micro()
+    completion = ask(gw)
+    assert completion.choices[0].message.content == "Echo: Say hello"
+    assert len(state.requests) == 2
+    settled(gw, layers(completion)["request_id"], before)
+
+
+def test_overloaded_before_the_first_token_of_a_stream_is_retried(gw, state):
+    state.fail_next(Failure(stream_error_after=1))  # message_start, then event: error
+    before = gw.balance_micro()
+    chunks = list(ask(gw, "retry me", stream=True))
+    assert text_of(chunks) == "Echo: retry me"
+    assert len(state.requests) == 2
+    settled(gw, layers(chunks[-1])["request_id"], before)
+
+
+def test_persistent_529_is_503(gw, state):
+    state.fail_next(Failure(status=529), times=3)
+    before = gw.balance_micro()
+    with pytest.raises(openai.InternalServerError) as err:
+        ask(gw)
+    assert err.value.status_code == 503
+    assert err.value.body["code"] == "provider_unavailable"
+    assert "anthropic is overloaded" in err.value.body["message"]
+    assert len(state.requests) == 3
+    assert_untouched(gw, before, err.value.body["request_id"])
+
+
+def test_persistent_500_is_502(gw, state):
+    state.fail_next(Failure(status=500), times=3)
+    before = gw.balance_micro()
+    with pytest.raises(openai.InternalServerError) as err:
+        ask(gw)
+    assert err.value.status_code == 502
+    assert "anthropic returned HTTP 500: Fake failure 500" in err.value.body["message"]
+    assert len(state.requests) == 3
+    assert_untouched(gw, before, err.value.body["request_id"])
+
+
+def test_rate_limit_is_passed_on_with_the_retry_delay(gw_no_retry, state):
+    state.fail_next(Failure(status=429, headers={"retry-after": "9"}))
+    before = gw_no_retry.balance_micro()
+    with pytest.raises(openai.RateLimitError) as err:
+        ask(gw_no_retry)
+    assert err.value.response.headers["retry-after"] == "9"
+    assert err.value.body["provider"] == "anthropic"
+    assert "Fake failure 429" in err.value.body["message"]
+    assert_untouched(gw_no_retry, before, err.value.body["request_id"])
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_rejected_credential_tells_the_operator_what_to_run(gw, state, status):
+    state.fail_next(Failure(status=status))
+    before = gw.balance_micro()
+    with pytest.raises(openai.InternalServerError) as err:
+        ask(gw)
+    body = err.value.body
+    assert err.value.status_code == 502 and body["code"] == "provider_auth_error"
+    assert "layers providers set anthropic" in body["message"]
+    assert "topup" not in body["message"]
+    assert len(state.requests) == 1
+    assert_untouched(gw, before, body["request_id"])
+
+
+def test_bad_request_is_400_with_anthropics_message(gw, state):
+    state.fail_next(
+        Failure(
+            status=400,
+            body={
+                "type": "error",
+                "error": {"type": "invalid_request_error", "message": "prompt is too long"},
+            },
+        )
+    )
+    before = gw.balance_micro()
+    with pytest.raises(openai.BadRequestError) as err:
+        ask(gw)
+    assert "anthropic returned HTTP 400: prompt is too long" in err.value.body["message"]
+    assert_untouched(gw, before, err.value.body["request_id"])
+
+
+def test_timeout_is_504(gw_no_retry, state):
+    state.fail_next(Failure(delay=1.0))
+    before = gw_no_retry.balance_micro()
+    with pytest.raises(openai.InternalServerError) as err:
+        ask(gw_no_retry)
+    assert err.value.status_code == 504 and err.value.body["code"] == "provider_timeout"
+    assert_untouched(gw_no_retry, before, err.value.body["request_id"])
+
+
+def test_error_event_mid_stream_raises_and_charges_nothing(gw, state):
+    state.fail_next(Failure(stream_error_after=5))  # two text deltas, then event: error
+    before = gw.balance_micro()
+    received: list[str] = []
+    with pytest.raises(openai.APIError) as err:
+        for chunk in ask(gw, "a long enough answer to split", stream=True):
+            if chunk.choices and chunk.choices[0].delta.content:
+                received.append(chunk.choices[0].delta.content)
+    assert received
+    assert "Overloaded" in err.value.message and "anthropic" in err.value.message
+    assert len(state.requests) == 1  # output had reached the client: no retry
+    assert_untouched(gw, before, err.value.body["request_id"])
+
+
+def test_malformed_json_is_502(gw, state):
+    state.fail_next(Failure(malformed=True), times=3)
+    before = gw.balance_micro()
+    with pytest.raises(openai.InternalServerError) as err:
+        ask(gw)
+    assert err.value.status_code == 502
+    assert "not JSON" in err.value.body["message"]
+    assert len(state.requests) == 3
+    assert_untouched(gw, before, err.value.body["request_id"])

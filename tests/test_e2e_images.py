@@ -1,0 +1,362 @@
+"""The openai SDK → POST /v1/images/generations on layers serve → fake Black Forest Labs
+(submit, poll until Ready, download the signed sample) and fake Recraft servers on loopback:
+real image bytes back as base64, billing per image, and the image providers' failure modes
+(402 out of provider credits, moderation, never ready, rate limits, bad keys) with the ledger
+untouched.
+
+The fakes and the gateways start once per module; each test resets the fakes and compares
+balances before and after. BFL's poll pacing is shortened for these tests (see `fast_polls`).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import keyring
+import openai
+import pytest
+from PIL import Image
+
+from layers_cli.pricing import charge
+from layers_cli.providers import bfl as bfl_adapter
+from layers_cli.providers.base import Usage
+from tests.conftest import PROVIDER_ENV, MemoryKeyring
+from tests.fakes import Failure, FakeState
+from tests.fakes.bfl import READY_AFTER
+from tests.fakes.bfl import create_app as fake_bfl
+from tests.fakes.recraft import create_app as fake_recraft
+from tests.support.gateway import GatewayHandle, running_gateway, write_config
+from tests.support.servers import serve_app
+
+MARKUP = Decimal("0.6")
+FLUX = "bfl/flux-2-pro"
+RECRAFT = "recraft/recraft-v3"
+RECRAFT_VECTOR = "recraft/recraft-v3-vector"
+KEYS = {"BFL_API_KEY": "bfl-e2e", "RECRAFT_API_KEY": "recraft-e2e"}
+PROMPT = "a lighthouse at dusk"
+
+
+# ---------------------------------------------------------------- fixtures and helpers
+
+
+@contextlib.contextmanager
+def gateway(home: Path, config: str) -> Iterator[GatewayHandle]:
+    """A gateway whose routes were resolved with an in-memory keyring and only the image
+    providers' keys in the environment (module fixtures run before conftest's isolation)."""
+    write_config(home, config)
+    with contextlib.ExitStack() as stack:
+        with pytest.MonkeyPatch.context() as mp:
+            for name in (*PROVIDER_ENV, "LAYERS_OFFLINE", "LAYERS_MARKUP", "LAYERS_HOME"):
+                mp.delenv(name, raising=False)
+            for name, value in KEYS.items():
+                mp.setenv(name, value)
+            previous = keyring.get_keyring()
+            keyring.set_keyring(MemoryKeyring())
+            try:
+                handle = stack.enter_context(running_gateway(home, offline=False, credits="1000"))
+            finally:
+                keyring.set_keyring(previous)
+        yield handle
+
+
+@pytest.fixture(scope="module")
+def fakes() -> Iterator[dict[str, tuple[FakeState, str]]]:
+    with contextlib.ExitStack() as stack:
+        started = {}
+        for name, factory in (("bfl", fake_bfl), ("recraft", fake_recraft)):
+            state = FakeState()
+            url = stack.enter_context(serve_app(factory(state)))
+            started[name] = (state, url + "/v1")
+        yield started
+
+
+def config(fakes: dict[str, tuple[FakeState, str]], head: str) -> str:
+    return (
+        f"{head}\n"
+        f'[providers.bfl]\nbase_url = "{fakes["bfl"][1]}"\n\n'
+        f'[providers.recraft]\nbase_url = "{fakes["recraft"][1]}"\n'
+    )
+
+
+@pytest.fixture(scope="module")
+def gw(fakes, tmp_path_factory) -> Iterator[GatewayHandle]:
+    """The default policy: 2 retries (3 attempts), 1 s upstream timeout."""
+    home = tmp_path_factory.mktemp("images-e2e")
+    with gateway(home, config(fakes, "upstream_timeout = 1.0\n")) as handle:
+        yield handle
+
+
+@pytest.fixture(scope="module")
+def gw_no_retry(fakes, tmp_path_factory) -> Iterator[GatewayHandle]:
+    """No retries and a short timeout: terminal mappings without waiting."""
+    home = tmp_path_factory.mktemp("images-e2e-no-retry")
+    with gateway(home, config(fakes, "upstream_timeout = 0.5\nmax_retries = 0\n")) as handle:
+        yield handle
+
+
+@pytest.fixture(autouse=True)
+def fast_polls(fakes, monkeypatch):
+    """The registered BFL adapter polls after 0.25 s, growing ×1.5 up to 1.5 s: with the
+    fake's two Pending answers that is ~0.6 s per image. Tests poll every 10-20 ms."""
+    monkeypatch.setattr(bfl_adapter.ADAPTER, "poll_initial", 0.01)
+    monkeypatch.setattr(bfl_adapter.ADAPTER, "poll_max", 0.02)
+    for state, _ in fakes.values():
+        state.requests.clear()
+        state.failures.clear()
+
+
+@pytest.fixture
+def bfl(fakes) -> FakeState:
+    return fakes["bfl"][0]
+
+
+@pytest.fixture
+def recraft(fakes) -> FakeState:
+    return fakes["recraft"][0]
+
+
+def price(gw: GatewayHandle, model_id: str, usage: Usage) -> int:
+    svc = gw.service()
+    try:
+        return charge(svc.catalog.get(model_id), usage, MARKUP).micro
+    finally:
+        svc.close()
+
+
+def settled(gw: GatewayHandle, request_id: str, before: int) -> dict[str, Any]:
+    svc = gw.service()
+    try:
+        row = svc.get_request(request_id)
+        balance = svc.balance()
+        assert before - balance["balance_micro"] == row["credits_micro"] > 0
+        assert balance["open_holds"] == 0 and svc.verify_ledger()["ok"]
+        return row
+    finally:
+        svc.close()
+
+
+def assert_untouched(gw: GatewayHandle, before: int, request_id: str | None = None) -> None:
+    svc = gw.service()
+    try:
+        balance = svc.balance()
+        assert balance["balance_micro"] == before
+        assert balance["open_holds"] == 0 and svc.verify_ledger()["ok"]
+        if request_id:
+            row = svc.get_request(request_id)
+            assert row["status"] == "error" and row["credits_micro"] == 0
+    finally:
+        svc.close()
+
+
+def generate(gw: GatewayHandle, model: str = FLUX, **kw: Any) -> Any:
+    kw.setdefault("prompt", PROMPT)
+    return gw.client().images.generate(model=model, **kw)
+
+
+def per_image_micro(usd: str, n: int) -> int:
+    return int(Decimal(usd) * n * (1 + MARKUP) * 10**8)
+
+
+# ---------------------------------------------------------------- Black Forest Labs
+
+
+def test_bfl_submit_poll_download_returns_png_bytes_and_bills_per_image(gw, bfl):
+    before = gw.balance_micro()
+    result = generate(gw, n=2, size="512x512", response_format="b64_json", quality="hd")
+    submits = [r for r in bfl.requests if r["method"] == "POST"]
+    polls = [r for r in bfl.requests if r["path"] == "/v1/get_result"]
+    downloads = [r for r in bfl.requests if r["path"].startswith("/delivery/")]
+    assert [s["path"] for s in submits] == ["/v1/flux-2-pro"] * 2  # one task per image
+    assert submits[0]["json"] == {
+        "prompt": PROMPT,
+        "width": 512,
+        "height": 512,
+        "output_format": "png",
+    }
+    assert all(r["headers"]["x-key"] == "bfl-e2e" for r in submits + polls)
+    assert len(polls) == 2 * (READY_AFTER + 1)
+    assert len(downloads) == 2
+    assert all("x-key" not in d["headers"] for d in downloads)  # signed URL, no key
+
+    assert len(result.data) == 2
+    for item in result.data:
+        raw = base64.b64decode(item.b64_json)
+        assert raw.startswith(b"\x89PNG\r\n\x1a\n")
+        assert Image.open(io.BytesIO(raw)).size == (512, 512)
+    info = result.model_extra["layers"]
+    assert info["provider"] == "bfl" and info["simulated"] is False
+    row = settled(gw, info["request_id"], before)
+    assert row["images"] == 2 and row["provider"] == "bfl"
+    assert row["credits_micro"] == price(
+        gw, FLUX, Usage(prompt_tokens=row["prompt_tokens"], images=2)
+    )
+    assert row["credits_micro"] == per_image_micro("0.03", 2)
+
+
+def test_bfl_says_when_it_changed_the_size(gw, bfl):
+    result = generate(gw, model="bfl/flux-pro-1.1", size="1000x1000")
+    assert bfl.requests[0]["json"]["width"] == 992  # multiples of 32
+    meta = result.model_extra["provider_metadata"]["bfl"]
+    assert "992x992" in meta["size_note"]
+
+
+def test_bfl_out_of_credits_is_the_operators_problem_not_the_users(gw, bfl):
+    bfl.fail_next(Failure(status=402, body={"detail": "Insufficient credits"}))
+    before = gw.balance_micro()
+    with pytest.raises(openai.InternalServerError) as err:
+        generate(gw)
+    body = err.value.body
+    assert err.value.status_code == 502
+    assert body["code"] == "provider_out_of_credits" and body["provider"] == "bfl"
+    assert "Black Forest Labs account" in body["message"]
+    assert "Insufficient credits" in body["message"]
+    assert "https://dashboard.bfl.ai" in body["message"]
+    assert "layers credits" not in body["message"] and "topup" not in body["message"]
+    assert len(bfl.requests) == 1  # not retried
+    assert_untouched(gw, before, body["request_id"])
+
+
+def test_bfl_moderation_is_400(gw, bfl):
+    bfl.fail_next(Failure(body={"task_status": "Content Moderated", "details": "nsfw"}))
+    before = gw.balance_micro()
+    with pytest.raises(openai.BadRequestError) as err:
+        generate(gw)
+    body = err.value.body
+    assert body["code"] == "content_policy_violation" and body["param"] == "prompt"
+    assert "Content Moderated" in body["message"] and "Rephrase" in body["message"]
+    assert len([r for r in bfl.requests if r["method"] == "POST"]) == 1
+    assert_untouched(gw, before, body["request_id"])
+
+
+def test_bfl_task_never_ready_is_504(gw_no_retry, bfl):
+    bfl.fail_next(Failure(body={"task_status": "Pending"}))
+    before = gw_no_retry.balance_micro()
+    with pytest.raises(openai.InternalServerError) as err:
+        generate(gw_no_retry)
+    assert err.value.status_code == 504
+    assert err.value.body["code"] == "provider_timeout"
+    assert "bfl did not answer within 0.5 s" in err.value.body["message"]
+    assert len([r for r in bfl.requests if r["path"] == "/v1/get_result"]) > READY_AFTER + 1
+    assert_untouched(gw_no_retry, before, err.value.body["request_id"])
+
+
+def test_bfl_never_ready_once_is_retried_with_a_new_task(gw, bfl):
+    bfl.fail_next(Failure(body={"task_status": "Pending"}))
+    before = gw.balance_micro()
+    result = generate(gw)
+    assert len([r for r in bfl.requests if r["method"] == "POST"]) == 2
+    assert base64.b64decode(result.data[0].b64_json).startswith(b"\x89PNG")
+    settled(gw, result.model_extra["layers"]["request_id"], before)
+
+
+def test_bfl_too_many_tasks_is_429_with_a_retry_delay(gw_no_retry, bfl):
+    bfl.fail_next(Failure(status=429, body={"detail": "You have too many active tasks."}))
+    before = gw_no_retry.balance_micro()
+    with pytest.raises(openai.RateLimitError) as err:
+        generate(gw_no_retry)
+    assert err.value.response.headers["retry-after"] == "2"  # BFL sends none: the default
+    assert "too many active tasks" in err.value.body["message"]
+    assert_untouched(gw_no_retry, before, err.value.body["request_id"])
+
+
+def test_bfl_server_error_is_retried_invisibly(gw, bfl):
+    bfl.fail_next(Failure(status=500, body={"detail": "Internal Server Error"}))
+    before = gw.balance_micro()
+    result = generate(gw)
+    assert len([r for r in bfl.requests if r["method"] == "POST"]) == 2
+    row = settled(gw, result.model_extra["layers"]["request_id"], before)
+    assert row["credits_micro"] == per_image_micro("0.03", 1)  # billed once
+
+
+def test_bfl_rejected_key_tells_the_operator_what_to_run(gw, bfl):
+    bfl.fail_next(Failure(status=403, body={"detail": "Not authenticated"}))
+    before = gw.balance_micro()
+    with pytest.raises(openai.InternalServerError) as err:
+        generate(gw)
+    body = err.value.body
+    assert err.value.status_code == 502 and body["code"] == "provider_auth_error"
+    assert "layers providers set bfl" in body["message"]
+    assert_untouched(gw, before, body["request_id"])
+
+
+def test_bfl_malformed_answers_are_502(gw, bfl):
+    bfl.fail_next(Failure(malformed=True), times=3)
+    before = gw.balance_micro()
+    with pytest.raises(openai.InternalServerError) as err:
+        generate(gw)
+    assert err.value.status_code == 502
+    assert "not a JSON object" in err.value.body["message"]
+    assert len(bfl.requests) == 3
+    assert_untouched(gw, before, err.value.body["request_id"])
+
+
+# ---------------------------------------------------------------- Recraft
+
+
+def test_recraft_returns_png_bytes_and_bills_per_image(gw, recraft):
+    before = gw.balance_micro()
+    result = generate(gw, model=RECRAFT, n=2, size="1024x1024", style="vivid")
+    sent = recraft.last
+    assert sent["path"] == "/v1/images/generations"
+    assert sent["headers"]["authorization"] == "Bearer recraft-e2e"
+    assert sent["json"] == {
+        "prompt": PROMPT,
+        "model": "recraftv3",
+        "response_format": "b64_json",
+        "size": "1024x1024",
+        "n": 2,
+    }  # DALL-E's "vivid" means nothing to Recraft and is dropped
+    images = [base64.b64decode(item.b64_json) for item in result.data]
+    assert len(images) == 2 and images[0] != images[1]
+    assert all(Image.open(io.BytesIO(raw)).size == (1024, 1024) for raw in images)
+    assert [item.revised_prompt for item in result.data] == [PROMPT, PROMPT]
+    row = settled(gw, result.model_extra["layers"]["request_id"], before)
+    assert row["images"] == 2 and row["provider"] == "recraft"
+    assert row["credits_micro"] == per_image_micro("0.04", 2)
+
+
+def test_recraft_vector_model_returns_svg(gw, recraft):
+    before = gw.balance_micro()
+    result = generate(gw, model=RECRAFT_VECTOR, size="1024x1024")
+    assert recraft.last["json"]["size"] == "1:1"  # vector models take aspect ratios
+    svg = base64.b64decode(result.data[0].b64_json)
+    assert svg.startswith(b"<svg")
+    row = settled(gw, result.model_extra["layers"]["request_id"], before)
+    assert row["credits_micro"] == per_image_micro("0.08", 1)
+
+
+def test_recraft_out_of_credits_is_502(gw, recraft):
+    recraft.fail_next(Failure(status=402, body={"code": "not_enough_credits", "message": "x"}))
+    before = gw.balance_micro()
+    with pytest.raises(openai.InternalServerError) as err:
+        generate(gw, model=RECRAFT)
+    body = err.value.body
+    assert err.value.status_code == 502 and body["code"] == "provider_out_of_credits"
+    assert "Recraft account" in body["message"]
+    assert "layers credits" not in body["message"] and "topup" not in body["message"]
+    assert_untouched(gw, before, body["request_id"])
+
+
+def test_recraft_rejected_key_and_bad_request(gw, recraft):
+    recraft.fail_next(Failure(status=401, body="request unauthorized"))
+    before = gw.balance_micro()
+    with pytest.raises(openai.InternalServerError) as err:
+        generate(gw, model=RECRAFT)
+    assert err.value.body["code"] == "provider_auth_error"
+    assert "layers providers set recraft" in err.value.body["message"]
+    assert "request unauthorized" in err.value.body["message"]
+    assert_untouched(gw, before, err.value.body["request_id"])
+
+    recraft.fail_next(
+        Failure(status=400, body={"code": "invalid_prompt", "message": "prompt is too long"})
+    )
+    with pytest.raises(openai.BadRequestError) as bad:
+        generate(gw, model=RECRAFT)
+    assert "recraft returned HTTP 400: prompt is too long" in bad.value.body["message"]
+    assert_untouched(gw, before, bad.value.body["request_id"])
