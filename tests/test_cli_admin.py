@@ -9,25 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from layers_cli import ledger
 from layers_cli.cli import app
-from layers_cli.service import Layers
-from layers_cli.settings import load_settings
+from tests.support import cli as cli_support
+from tests.support.cli import run
 
-runner = CliRunner()
-
-
-def run(*args: str, **kw):
-    return runner.invoke(app, list(args), catch_exceptions=False, **kw)
-
-
-@pytest.fixture
-def svc():
-    s = Layers(load_settings())
-    yield s
-    s.close()
+svc = cli_support.svc  # the fixture: a service on the CLI's data home
 
 
 def test_help_lists_every_group():

@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from typer.testing import CliRunner
 
 from layers_cli import ledger
-from layers_cli.cli import app
-from layers_cli.service import Layers
-from layers_cli.settings import load_settings
+from tests.support import cli as cli_support
+from tests.support.cli import run
 
-runner = CliRunner()
+svc = cli_support.svc  # the fixture: a service on the CLI's data home
+
 ENTRY_KEYS = [
     "id", "created_at", "kind", "amount_micro", "amount_credits", "balance_micro",
     "balance_credits", "request_id", "key_id", "project_id", "note",
@@ -21,17 +20,6 @@ BALANCE_KEYS = [
     "balance_micro", "balance_credits", "balance_usd", "held_micro", "held_credits",
     "open_holds", "entries_micro", "used_micro", "used_credits",
 ]  # fmt: skip
-
-
-def run(*args: str, **kw):
-    return runner.invoke(app, list(args), catch_exceptions=False, **kw)
-
-
-@pytest.fixture
-def svc():
-    s = Layers(load_settings())
-    yield s
-    s.close()
 
 
 def test_topup_in_credits_and_dollars(svc):

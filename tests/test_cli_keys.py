@@ -7,30 +7,18 @@ import json
 import re
 
 import pytest
-from typer.testing import CliRunner
 
-from layers_cli.cli import app
-from layers_cli.service import Layers
-from layers_cli.settings import load_settings
+from tests.support import cli as cli_support
+from tests.support.cli import run
 
-runner = CliRunner()
+svc = cli_support.svc  # the fixture: a service on the CLI's data home
+
 SECRET_RE = re.compile(r"lyr_(live|test)_[A-Za-z0-9_-]{32,}")
 KEY_KEYS = [
     "id", "label", "prefix", "kind", "project", "status", "created_at", "last_used_at",
     "expires_at", "revoked_at", "rotated_to", "rpm", "tpm", "budget_micro", "budget_credits",
     "spent_micro", "spent_credits",
 ]  # fmt: skip
-
-
-def run(*args: str, **kw):
-    return runner.invoke(app, list(args), catch_exceptions=False, **kw)
-
-
-@pytest.fixture
-def svc():
-    s = Layers(load_settings())
-    yield s
-    s.close()
 
 
 @pytest.fixture

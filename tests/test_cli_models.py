@@ -4,21 +4,14 @@ from __future__ import annotations
 
 import json
 
-from typer.testing import CliRunner
+from tests.support.cli import run
 
-from layers_cli.cli import app
-
-runner = CliRunner()
 SONNET = "anthropic/claude-sonnet-4.5"
 MODEL_KEYS = [
     "id", "provider", "upstream_id", "name", "type", "capabilities", "context_window",
     "default_output_tokens", "max_output_tokens", "dimensions", "prices", "markup", "lifecycle",
     "end_of_life", "replacement", "aliases",
 ]  # fmt: skip
-
-
-def run(*args: str, **kw):
-    return runner.invoke(app, list(args), catch_exceptions=False, **kw)
 
 
 def _models(*args: str) -> list[dict]:

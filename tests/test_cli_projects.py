@@ -4,32 +4,17 @@ from __future__ import annotations
 
 import json
 
-import pytest
-from typer.testing import CliRunner
-
 from layers_cli import requestlog
-from layers_cli.cli import app
 from layers_cli.db import now_iso
-from layers_cli.service import Layers
-from layers_cli.settings import load_settings
+from tests.support import cli as cli_support
+from tests.support.cli import run
 
-runner = CliRunner()
+svc = cli_support.svc  # the fixture: a service on the CLI's data home
 
 PROJECT_KEYS = [
     "id", "name", "description", "status", "created_at", "archived_at", "active_keys",
     "budget_micro", "budget_credits", "spent_micro", "spent_credits",
 ]  # fmt: skip
-
-
-def run(*args: str, **kw):
-    return runner.invoke(app, list(args), catch_exceptions=False, **kw)
-
-
-@pytest.fixture
-def svc():
-    s = Layers(load_settings())
-    yield s
-    s.close()
 
 
 def test_create_list_and_json_keys(svc):

@@ -7,16 +7,10 @@ import socket
 
 import keyring
 from keyring.backends import fail
-from typer.testing import CliRunner
 
-from layers_cli.cli import app
+from tests.support.cli import run
 
-runner = CliRunner()
 SECRET = "sk-test-0123456789abcdefSECRET"
-
-
-def run(*args: str, **kw):
-    return runner.invoke(app, list(args), catch_exceptions=False, **kw)
 
 
 def _status() -> dict[str, dict]:

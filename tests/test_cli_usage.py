@@ -8,15 +8,13 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from typer.testing import CliRunner
 
 from layers_cli import requestlog
-from layers_cli.cli import app
 from layers_cli.requestlog import RequestRow
 from layers_cli.service import Layers
 from layers_cli.settings import load_settings
+from tests.support.cli import run
 
-runner = CliRunner()
 SONNET = "anthropic/claude-sonnet-4.5"
 GPT = "openai/gpt-4o"
 TOTAL_KEYS = [
@@ -24,10 +22,6 @@ TOTAL_KEYS = [
     "reasoning_tokens", "images", "base_micro", "base_usd", "credits_micro", "credits",
     "cost_usd",
 ]  # fmt: skip
-
-
-def run(*args: str, **kw):
-    return runner.invoke(app, list(args), catch_exceptions=False, **kw)
 
 
 def _ago(days: int) -> str:

@@ -5,17 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from layers_cli.cli import app
 from layers_cli.cli.completion import COMPLETE_VAR, enable_runtime, script
+from tests.support.cli import run, runner
 
-runner = CliRunner()
 COMPLETIONS = Path(__file__).resolve().parents[1] / "completions"
-
-
-def run(*args: str, **kw):
-    return runner.invoke(app, list(args), catch_exceptions=False, **kw)
 
 
 @pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])

@@ -9,108 +9,74 @@ balances before and after.
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import json
 from collections.abc import Iterator
-from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
-import keyring
 import openai
 import pytest
 
-from layers_cli.pricing import charge
-from layers_cli.providers.base import Usage
-from tests.conftest import PROVIDER_ENV, MemoryKeyring
 from tests.fakes import Failure, FakeState
 from tests.fakes.anthropic import answer, create_app, sign
-from tests.support.gateway import GatewayHandle, running_gateway, write_config
-from tests.support.servers import serve_app
+from tests.support.e2e import (
+    DEFAULT_POLICY,
+    JSON_SCHEMA_DRAFT_07,
+    NO_RETRY_POLICY,
+    assert_untouched,
+    chat,
+    layers,
+    module_gateway,
+    price,
+    provider_config,
+    reset,
+    serve_fakes,
+    settled,
+    weather_tool,
+)
+from tests.support.e2e import (
+    usage_of as any_usage_of,
+)
+from tests.support.gateway import GatewayHandle
 
-MARKUP = Decimal("0.6")
 MODEL = "anthropic/claude-haiku-4.5"
 UPSTREAM = "claude-haiku-4-5-20251001"
 KEY = "sk-ant-e2e"
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Weather for a city",
-        "parameters": {
-            "$schema": "http://json-schema.org/draft-07/schema#",
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}
+ENV = {"ANTHROPIC_API_KEY": KEY}
+WEATHER = weather_tool(**{"$schema": JSON_SCHEMA_DRAFT_07})
 
 
 # ---------------------------------------------------------------- fixtures and helpers
 
 
-@contextlib.contextmanager
-def gateway(home: Path, config: str) -> Iterator[GatewayHandle]:
-    """A gateway whose routes were resolved with an in-memory keyring and only the
-    Anthropic key in the environment (module fixtures run before conftest's isolation)."""
-    write_config(home, config)
-    with contextlib.ExitStack() as stack:
-        with pytest.MonkeyPatch.context() as mp:
-            for name in (*PROVIDER_ENV, "LAYERS_OFFLINE", "LAYERS_MARKUP", "LAYERS_HOME"):
-                mp.delenv(name, raising=False)
-            mp.setenv("ANTHROPIC_API_KEY", KEY)
-            previous = keyring.get_keyring()
-            keyring.set_keyring(MemoryKeyring())
-            try:
-                handle = stack.enter_context(running_gateway(home, offline=False, credits="1000"))
-            finally:
-                keyring.set_keyring(previous)
-        yield handle
-
-
 @pytest.fixture(scope="module")
 def fake() -> Iterator[tuple[FakeState, str]]:
-    state = FakeState()
-    with serve_app(create_app(state)) as url:
-        yield state, url + "/v1"
+    with serve_fakes({"anthropic": create_app}) as started:
+        yield started["anthropic"]
 
 
 @pytest.fixture(scope="module")
 def gw(fake, tmp_path_factory) -> Iterator[GatewayHandle]:
     """The default policy: 2 retries (3 attempts), 1 s upstream timeout."""
-    config = f'upstream_timeout = 1.0\n\n[providers.anthropic]\nbase_url = "{fake[1]}"\n'
-    with gateway(tmp_path_factory.mktemp("anthropic-e2e"), config) as handle:
-        yield handle
+    toml = provider_config(DEFAULT_POLICY, {"anthropic": fake[1]})
+    yield from module_gateway(tmp_path_factory, "anthropic-e2e", toml, ENV)
 
 
 @pytest.fixture(scope="module")
 def gw_no_retry(fake, tmp_path_factory) -> Iterator[GatewayHandle]:
     """No retries and a short timeout: terminal mappings without waiting."""
-    config = (
-        "upstream_timeout = 0.5\nmax_retries = 0\n\n"
-        f'[providers.anthropic]\nbase_url = "{fake[1]}"\n'
-    )
-    with gateway(tmp_path_factory.mktemp("anthropic-e2e-no-retry"), config) as handle:
-        yield handle
+    toml = provider_config(NO_RETRY_POLICY, {"anthropic": fake[1]})
+    yield from module_gateway(tmp_path_factory, "anthropic-e2e-no-retry", toml, ENV)
 
 
 @pytest.fixture
 def state(fake) -> FakeState:
-    fake[0].requests.clear()
-    fake[0].failures.clear()
+    reset(fake[0])
     return fake[0]
 
 
-def usage_of(usage: Any) -> Usage:
-    prompt = usage.prompt_tokens_details
-    return Usage(
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
-        cached_tokens=prompt.cached_tokens or 0,
-        cache_write_tokens=getattr(prompt, "cache_write_tokens", 0) or 0,
-        reasoning_tokens=usage.completion_tokens_details.reasoning_tokens or 0,
-    )
+# Anthropic always reports prompt and completion token details
+usage_of = functools.partial(any_usage_of, require_details=True)
 
 
 def expected_usage(raw: dict[str, Any]) -> dict[str, int]:
@@ -124,48 +90,8 @@ def expected_usage(raw: dict[str, Any]) -> dict[str, int]:
     }
 
 
-def price(gw: GatewayHandle, usage: Usage, model_id: str = MODEL) -> int:
-    svc = gw.service()
-    try:
-        return charge(svc.catalog.get(model_id), usage, MARKUP).micro
-    finally:
-        svc.close()
-
-
-def settled(gw: GatewayHandle, request_id: str, before: int) -> dict[str, Any]:
-    svc = gw.service()
-    try:
-        row = svc.get_request(request_id)
-        balance = svc.balance()
-        assert before - balance["balance_micro"] == row["credits_micro"] > 0
-        assert balance["open_holds"] == 0 and svc.verify_ledger()["ok"]
-        return row
-    finally:
-        svc.close()
-
-
-def assert_untouched(gw: GatewayHandle, before: int, request_id: str | None = None) -> None:
-    svc = gw.service()
-    try:
-        balance = svc.balance()
-        assert balance["balance_micro"] == before
-        assert balance["open_holds"] == 0 and svc.verify_ledger()["ok"]
-        if request_id:
-            row = svc.get_request(request_id)
-            assert row["status"] == "error" and row["credits_micro"] == 0
-    finally:
-        svc.close()
-
-
-def layers(obj: Any) -> dict[str, Any]:
-    return obj.model_extra["layers"]
-
-
 def ask(gw: GatewayHandle, text: str = "Say hello", **kw: Any) -> Any:
-    kw.setdefault("max_tokens", 50)
-    return gw.client().chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": text}], **kw
-    )
+    return chat(gw, MODEL, text, **kw)
 
 
 def text_of(chunks: list[Any]) -> str:
@@ -212,7 +138,7 @@ def test_whole_chat_is_translated_and_billed(gw, state):
     assert info["provider"] == "anthropic" and info["simulated"] is False
     row = settled(gw, info["request_id"], before)
     assert row["upstream_model"] == UPSTREAM
-    assert row["credits_micro"] == price(gw, usage_of(usage))
+    assert row["credits_micro"] == price(gw, MODEL, usage_of(usage))
 
 
 def test_prompt_cache_writes_then_reads_and_each_is_priced(gw, state):
@@ -239,7 +165,7 @@ def test_prompt_cache_writes_then_reads_and_each_is_priced(gw, state):
     assert meta["cache_creation_input_tokens"] == raw["cache_creation_input_tokens"]
     row = settled(gw, layers(first)["request_id"], before)
     assert row["cache_write_tokens"] == raw["cache_creation_input_tokens"]
-    assert row["credits_micro"] == price(gw, usage_of(first.usage))
+    assert row["credits_micro"] == price(gw, MODEL, usage_of(first.usage))
 
     before = gw.balance_micro()
     messages[1]["content"] = "Second question"
@@ -251,9 +177,9 @@ def test_prompt_cache_writes_then_reads_and_each_is_priced(gw, state):
     assert meta["cache_read_input_tokens"] == details.cached_tokens
     row = settled(gw, layers(second)["request_id"], before)
     assert row["cached_tokens"] == details.cached_tokens
-    assert row["credits_micro"] == price(gw, usage_of(second.usage))
+    assert row["credits_micro"] == price(gw, MODEL, usage_of(second.usage))
     # reading the cache costs less than writing it did
-    assert row["credits_micro"] < price(gw, usage_of(first.usage))
+    assert row["credits_micro"] < price(gw, MODEL, usage_of(first.usage))
 
 
 def test_streamed_tool_call_from_named_events(gw, state):
@@ -277,7 +203,7 @@ def test_streamed_tool_call_from_named_events(gw, state):
     assert last.usage.completion_tokens == raw["output_tokens"]
     row = settled(gw, layers(last)["request_id"], before)
     assert row["streamed"] and row["finish_reason"] == "tool_calls"
-    assert row["credits_micro"] == price(gw, usage_of(last.usage))
+    assert row["credits_micro"] == price(gw, MODEL, usage_of(last.usage))
 
 
 def test_streamed_text(gw, state):
@@ -289,7 +215,7 @@ def test_streamed_text(gw, state):
     ] == ["stop"]
     row = settled(gw, layers(chunks[-1])["request_id"], before)
     assert not row["estimated"]
-    assert row["credits_micro"] == price(gw, usage_of(chunks[-1].usage))
+    assert row["credits_micro"] == price(gw, MODEL, usage_of(chunks[-1].usage))
 
 
 def test_thinking_tool_loop_carries_signed_thinking_back(gw, state):

@@ -10,6 +10,7 @@ import pytest
 
 from tests.fakes import Failure, FakeState
 from tests.fakes.google import create_app as fake_google
+from tests.support.e2e import JSON_SCHEMA_DRAFT_07, weather_tool
 from tests.support.gateway import running_gateway, write_config
 from tests.support.servers import serve_app
 
@@ -62,20 +63,7 @@ def test_chat_goes_to_gemini_and_bills_its_reported_usage(gw, fake):
 
 
 def test_streamed_tool_call_through_the_gateway(gw):
-    tool = {
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "description": "Weather for a city",
-            "parameters": {
-                "$schema": "http://json-schema.org/draft-07/schema#",
-                "type": "object",
-                "properties": {"city": {"type": "string"}},
-                "required": ["city"],
-                "additionalProperties": False,
-            },
-        },
-    }
+    tool = weather_tool(**{"$schema": JSON_SCHEMA_DRAFT_07, "additionalProperties": False})
     chunks = list(
         gw.client().chat.completions.create(
             model=MODEL,

@@ -11,30 +11,35 @@ balances before and after. BFL's poll pacing is shortened for these tests (see `
 from __future__ import annotations
 
 import base64
-import contextlib
 import io
 from collections.abc import Iterator
-from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
-import keyring
 import openai
 import pytest
 from PIL import Image
 
-from layers_cli.pricing import charge
 from layers_cli.providers import bfl as bfl_adapter
 from layers_cli.providers.base import Usage
-from tests.conftest import PROVIDER_ENV, MemoryKeyring
 from tests.fakes import Failure, FakeState
 from tests.fakes.bfl import READY_AFTER
 from tests.fakes.bfl import create_app as fake_bfl
 from tests.fakes.recraft import create_app as fake_recraft
-from tests.support.gateway import GatewayHandle, running_gateway, write_config
-from tests.support.servers import serve_app
+from tests.support.e2e import (
+    DEFAULT_POLICY,
+    NO_RETRY_POLICY,
+    Fakes,
+    assert_untouched,
+    marked_up_micro,
+    module_gateway,
+    price,
+    provider_config,
+    reset,
+    serve_fakes,
+    settled,
+)
+from tests.support.gateway import GatewayHandle
 
-MARKUP = Decimal("0.6")
 FLUX = "bfl/flux-2-pro"
 RECRAFT = "recraft/recraft-v3"
 RECRAFT_VECTOR = "recraft/recraft-v3-vector"
@@ -45,59 +50,28 @@ PROMPT = "a lighthouse at dusk"
 # ---------------------------------------------------------------- fixtures and helpers
 
 
-@contextlib.contextmanager
-def gateway(home: Path, config: str) -> Iterator[GatewayHandle]:
-    """A gateway whose routes were resolved with an in-memory keyring and only the image
-    providers' keys in the environment (module fixtures run before conftest's isolation)."""
-    write_config(home, config)
-    with contextlib.ExitStack() as stack:
-        with pytest.MonkeyPatch.context() as mp:
-            for name in (*PROVIDER_ENV, "LAYERS_OFFLINE", "LAYERS_MARKUP", "LAYERS_HOME"):
-                mp.delenv(name, raising=False)
-            for name, value in KEYS.items():
-                mp.setenv(name, value)
-            previous = keyring.get_keyring()
-            keyring.set_keyring(MemoryKeyring())
-            try:
-                handle = stack.enter_context(running_gateway(home, offline=False, credits="1000"))
-            finally:
-                keyring.set_keyring(previous)
-        yield handle
-
-
 @pytest.fixture(scope="module")
-def fakes() -> Iterator[dict[str, tuple[FakeState, str]]]:
-    with contextlib.ExitStack() as stack:
-        started = {}
-        for name, factory in (("bfl", fake_bfl), ("recraft", fake_recraft)):
-            state = FakeState()
-            url = stack.enter_context(serve_app(factory(state)))
-            started[name] = (state, url + "/v1")
+def fakes() -> Iterator[Fakes]:
+    with serve_fakes({"bfl": fake_bfl, "recraft": fake_recraft}) as started:
         yield started
 
 
-def config(fakes: dict[str, tuple[FakeState, str]], head: str) -> str:
-    return (
-        f"{head}\n"
-        f'[providers.bfl]\nbase_url = "{fakes["bfl"][1]}"\n\n'
-        f'[providers.recraft]\nbase_url = "{fakes["recraft"][1]}"\n'
-    )
+def config(fakes: Fakes, head: str) -> str:
+    return provider_config(head, {name: url for name, (_, url) in fakes.items()})
 
 
 @pytest.fixture(scope="module")
 def gw(fakes, tmp_path_factory) -> Iterator[GatewayHandle]:
     """The default policy: 2 retries (3 attempts), 1 s upstream timeout."""
-    home = tmp_path_factory.mktemp("images-e2e")
-    with gateway(home, config(fakes, "upstream_timeout = 1.0\n")) as handle:
-        yield handle
+    toml = config(fakes, DEFAULT_POLICY)
+    yield from module_gateway(tmp_path_factory, "images-e2e", toml, KEYS)
 
 
 @pytest.fixture(scope="module")
 def gw_no_retry(fakes, tmp_path_factory) -> Iterator[GatewayHandle]:
     """No retries and a short timeout: terminal mappings without waiting."""
-    home = tmp_path_factory.mktemp("images-e2e-no-retry")
-    with gateway(home, config(fakes, "upstream_timeout = 0.5\nmax_retries = 0\n")) as handle:
-        yield handle
+    toml = config(fakes, NO_RETRY_POLICY)
+    yield from module_gateway(tmp_path_factory, "images-e2e-no-retry", toml, KEYS)
 
 
 @pytest.fixture(autouse=True)
@@ -106,9 +80,7 @@ def fast_polls(fakes, monkeypatch):
     fake's two Pending answers that is ~0.6 s per image. Tests poll every 10-20 ms."""
     monkeypatch.setattr(bfl_adapter.ADAPTER, "poll_initial", 0.01)
     monkeypatch.setattr(bfl_adapter.ADAPTER, "poll_max", 0.02)
-    for state, _ in fakes.values():
-        state.requests.clear()
-        state.failures.clear()
+    reset(*(state for state, _ in fakes.values()))
 
 
 @pytest.fixture
@@ -121,46 +93,9 @@ def recraft(fakes) -> FakeState:
     return fakes["recraft"][0]
 
 
-def price(gw: GatewayHandle, model_id: str, usage: Usage) -> int:
-    svc = gw.service()
-    try:
-        return charge(svc.catalog.get(model_id), usage, MARKUP).micro
-    finally:
-        svc.close()
-
-
-def settled(gw: GatewayHandle, request_id: str, before: int) -> dict[str, Any]:
-    svc = gw.service()
-    try:
-        row = svc.get_request(request_id)
-        balance = svc.balance()
-        assert before - balance["balance_micro"] == row["credits_micro"] > 0
-        assert balance["open_holds"] == 0 and svc.verify_ledger()["ok"]
-        return row
-    finally:
-        svc.close()
-
-
-def assert_untouched(gw: GatewayHandle, before: int, request_id: str | None = None) -> None:
-    svc = gw.service()
-    try:
-        balance = svc.balance()
-        assert balance["balance_micro"] == before
-        assert balance["open_holds"] == 0 and svc.verify_ledger()["ok"]
-        if request_id:
-            row = svc.get_request(request_id)
-            assert row["status"] == "error" and row["credits_micro"] == 0
-    finally:
-        svc.close()
-
-
 def generate(gw: GatewayHandle, model: str = FLUX, **kw: Any) -> Any:
     kw.setdefault("prompt", PROMPT)
     return gw.client().images.generate(model=model, **kw)
-
-
-def per_image_micro(usd: str, n: int) -> int:
-    return int(Decimal(usd) * n * (1 + MARKUP) * 10**8)
 
 
 # ---------------------------------------------------------------- Black Forest Labs
@@ -196,7 +131,7 @@ def test_bfl_submit_poll_download_returns_png_bytes_and_bills_per_image(gw, bfl)
     assert row["credits_micro"] == price(
         gw, FLUX, Usage(prompt_tokens=row["prompt_tokens"], images=2)
     )
-    assert row["credits_micro"] == per_image_micro("0.03", 2)
+    assert row["credits_micro"] == marked_up_micro("0.03", 2)
 
 
 def test_bfl_says_when_it_changed_the_size(gw, bfl):
@@ -271,7 +206,7 @@ def test_bfl_server_error_is_retried_invisibly(gw, bfl):
     result = generate(gw)
     assert len([r for r in bfl.requests if r["method"] == "POST"]) == 2
     row = settled(gw, result.model_extra["layers"]["request_id"], before)
-    assert row["credits_micro"] == per_image_micro("0.03", 1)  # billed once
+    assert row["credits_micro"] == marked_up_micro("0.03", 1)  # billed once
 
 
 def test_bfl_rejected_key_tells_the_operator_what_to_run(gw, bfl):
@@ -318,7 +253,7 @@ def test_recraft_returns_png_bytes_and_bills_per_image(gw, recraft):
     assert [item.revised_prompt for item in result.data] == [PROMPT, PROMPT]
     row = settled(gw, result.model_extra["layers"]["request_id"], before)
     assert row["images"] == 2 and row["provider"] == "recraft"
-    assert row["credits_micro"] == per_image_micro("0.04", 2)
+    assert row["credits_micro"] == marked_up_micro("0.04", 2)
 
 
 def test_recraft_vector_model_returns_svg(gw, recraft):
@@ -328,7 +263,7 @@ def test_recraft_vector_model_returns_svg(gw, recraft):
     svg = base64.b64decode(result.data[0].b64_json)
     assert svg.startswith(b"<svg")
     row = settled(gw, result.model_extra["layers"]["request_id"], before)
-    assert row["credits_micro"] == per_image_micro("0.08", 1)
+    assert row["credits_micro"] == marked_up_micro("0.08", 1)
 
 
 def test_recraft_out_of_credits_is_502(gw, recraft):

@@ -10,27 +10,38 @@ balances before and after, so tests stay independent.
 from __future__ import annotations
 
 import base64
-import contextlib
+import functools
 import json
 from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
-import keyring
 import openai
 import pytest
 
-from layers_cli.pricing import charge
 from layers_cli.providers.base import Usage
-from tests.conftest import PROVIDER_ENV, MemoryKeyring
 from tests.fakes import Failure, FakeState
 from tests.fakes.openai import MISTRAL_ACCEPTED, create_app, tiny_png, vector
 from tests.fakes.openai_common import prompt_tokens
-from tests.support.gateway import GatewayHandle, running_gateway, write_config
-from tests.support.servers import serve_app
+from tests.support.e2e import (
+    DEFAULT_POLICY,
+    NO_RETRY_POLICY,
+    Fakes,
+    assert_untouched,
+    chat,
+    layers,
+    marked_up_micro,
+    module_gateway,
+    price,
+    provider_config,
+    reset,
+    serve_fakes,
+    settled,
+    usage_of,
+    weather_tool,
+)
+from tests.support.gateway import GatewayHandle
 
-MARKUP = Decimal("0.6")
 CHAT = "openai/gpt-6.1-terra"
 REASONING = "openai/gpt-5.5"
 IMAGE = "openai/gpt-image-2.6-flare"
@@ -54,18 +65,7 @@ FAKES: dict[str, dict[str, Any]] = {
         "stream_usage": "always",
     },
 }
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Weather for a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}
+WEATHER = weather_tool()
 CLOCK = {
     "type": "function",
     "function": {
@@ -78,51 +78,17 @@ CLOCK = {
 # ---------------------------------------------------------------- fixtures and helpers
 
 
-@contextlib.contextmanager
-def clean_environment(env: dict[str, str]) -> Iterator[None]:
-    """Module fixtures run before conftest's per-test isolation: give the gateway an
-    in-memory keyring and only the credentials named here while it resolves its routes."""
-    with pytest.MonkeyPatch.context() as mp:
-        for name in (*PROVIDER_ENV, "LAYERS_OFFLINE", "LAYERS_MARKUP", "LAYERS_HOME"):
-            mp.delenv(name, raising=False)
-        for name, value in env.items():
-            mp.setenv(name, value)
-        previous = keyring.get_keyring()
-        keyring.set_keyring(MemoryKeyring())
-        try:
-            yield
-        finally:
-            keyring.set_keyring(previous)
-
-
-@contextlib.contextmanager
-def gateway(home: Path, config: str) -> Iterator[GatewayHandle]:
-    write_config(home, config)
-    with contextlib.ExitStack() as stack:
-        with clean_environment(KEYS):
-            handle = stack.enter_context(running_gateway(home, offline=False, credits="1000"))
-        yield handle
-
-
 @pytest.fixture(scope="module")
-def fakes() -> Iterator[dict[str, tuple[FakeState, str]]]:
-    with contextlib.ExitStack() as stack:
-        started = {}
-        for name, options in FAKES.items():
-            state = FakeState()
-            url = stack.enter_context(serve_app(create_app(state, **options)))
-            started[name] = (state, url + "/v1")
+def fakes() -> Iterator[Fakes]:
+    factories = {name: functools.partial(create_app, **options) for name, options in FAKES.items()}
+    with serve_fakes(factories) as started:
         yield started
 
 
-def config(fakes: dict[str, tuple[FakeState, str]], head: str) -> str:
-    providers = "".join(
-        f'[providers.{name}]\nbase_url = "{fakes[name][1]}"\n\n'
-        for name in ("openai", "xai", "deepseek", "mistral")
-    )
+def config(fakes: Fakes, head: str) -> str:
+    vendors = {name: fakes[name][1] for name in ("openai", "xai", "deepseek", "mistral")}
     return (
-        f"{head}\n{providers}"
-        "[upstreams.local]\n"
+        provider_config(head, vendors) + "[upstreams.local]\n"
         f'base_url = "{fakes["local"][1]}"\n'
         'api_key_env = "LOCAL_API_KEY"\n'
         'models = [{ id = "my-model", prices = { input = "2", output = "4" } }]\n'
@@ -132,24 +98,20 @@ def config(fakes: dict[str, tuple[FakeState, str]], head: str) -> str:
 @pytest.fixture(scope="module")
 def gw(fakes, tmp_path_factory) -> Iterator[GatewayHandle]:
     """The default policy: 2 retries (3 attempts), 1 s upstream timeout."""
-    home = tmp_path_factory.mktemp("openai-e2e")
-    with gateway(home, config(fakes, "upstream_timeout = 1.0\n")) as handle:
-        yield handle
+    toml = config(fakes, DEFAULT_POLICY)
+    yield from module_gateway(tmp_path_factory, "openai-e2e", toml, KEYS)
 
 
 @pytest.fixture(scope="module")
 def gw_no_retry(fakes, tmp_path_factory) -> Iterator[GatewayHandle]:
     """No retries and a short timeout: terminal mappings (429, timeout) without waiting."""
-    home = tmp_path_factory.mktemp("openai-e2e-no-retry")
-    with gateway(home, config(fakes, "upstream_timeout = 0.5\nmax_retries = 0\n")) as handle:
-        yield handle
+    toml = config(fakes, NO_RETRY_POLICY)
+    yield from module_gateway(tmp_path_factory, "openai-e2e-no-retry", toml, KEYS)
 
 
 @pytest.fixture(autouse=True)
 def _reset(fakes):
-    for state, _ in fakes.values():
-        state.requests.clear()
-        state.failures.clear()
+    reset(*(state for state, _ in fakes.values()))
 
 
 @pytest.fixture
@@ -157,66 +119,8 @@ def openai_fake(fakes) -> FakeState:
     return fakes["openai"][0]
 
 
-def usage_of(usage: Any) -> Usage:
-    """The SDK's usage object as a canonical `Usage` (to price it)."""
-    prompt = usage.prompt_tokens_details
-    completion = usage.completion_tokens_details
-    return Usage(
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
-        cached_tokens=(prompt.cached_tokens or 0) if prompt else 0,
-        cache_write_tokens=(getattr(prompt, "cache_write_tokens", 0) or 0) if prompt else 0,
-        reasoning_tokens=(completion.reasoning_tokens or 0) if completion else 0,
-    )
-
-
-def price(gw: GatewayHandle, model_id: str, usage: Usage) -> int:
-    """Catalog price × usage × 1.6, in micro-credits."""
-    svc = gw.service()
-    try:
-        return charge(svc.catalog.get(model_id), usage, MARKUP).micro
-    finally:
-        svc.close()
-
-
-def settled(gw: GatewayHandle, request_id: str, before: int) -> dict[str, Any]:
-    """The request's row; its charge is exactly what left the balance, no hold stays open."""
-    svc = gw.service()
-    try:
-        row = svc.get_request(request_id)
-        balance = svc.balance()
-        assert before - balance["balance_micro"] == row["credits_micro"] > 0
-        assert balance["open_holds"] == 0
-        assert svc.verify_ledger()["ok"]
-        return row
-    finally:
-        svc.close()
-
-
-def assert_untouched(gw: GatewayHandle, before: int, request_id: str | None = None) -> None:
-    """A failed request moved no money, left no hold, and was logged as an error."""
-    svc = gw.service()
-    try:
-        balance = svc.balance()
-        assert balance["balance_micro"] == before
-        assert balance["open_holds"] == 0
-        assert svc.verify_ledger()["ok"]
-        if request_id:
-            row = svc.get_request(request_id)
-            assert row["status"] == "error" and row["credits_micro"] == 0
-    finally:
-        svc.close()
-
-
-def layers(obj: Any) -> dict[str, Any]:
-    return obj.model_extra["layers"]
-
-
 def ask(gw: GatewayHandle, text: str = "Say hello", model: str = CHAT, **kw: Any) -> Any:
-    kw.setdefault("max_tokens", 50)
-    return gw.client().chat.completions.create(
-        model=model, messages=[{"role": "user", "content": text}], **kw
-    )
+    return chat(gw, model, text, **kw)
 
 
 # ---------------------------------------------------------------- chat
@@ -411,7 +315,7 @@ def test_image_generation_returns_png_bytes_and_bills_per_image(gw, openai_fake)
     )
     assert row["completion_tokens"] == 2 * 4160  # the fake's reported image tokens
     assert row["credits_micro"] == price(gw, IMAGE, usage)
-    assert row["credits_micro"] == int(Decimal("0.045") * 2 * (1 + MARKUP) * 10**8)
+    assert row["credits_micro"] == marked_up_micro("0.045", 2)
 
 
 def test_embeddings_as_floats_and_as_base64(gw, openai_fake):
@@ -460,7 +364,7 @@ def test_user_declared_upstream_serves_its_model_at_its_prices(gw, fakes):
     row = settled(gw, info["request_id"], before)
     usage = usage_of(completion.usage)
     expected = (Decimal(usage.prompt_tokens) * 2 + Decimal(usage.completion_tokens) * 4) / 10**6
-    assert row["credits_micro"] == int(expected * (1 + MARKUP) * 10**8)
+    assert row["credits_micro"] == marked_up_micro(expected)
     assert row["credits_micro"] == price(gw, LOCAL, usage)
 
     chunks = list(ask(gw, "hi again", model=LOCAL, stream=True))

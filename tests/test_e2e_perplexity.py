@@ -9,29 +9,34 @@ balances before and after.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
-from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
-import keyring
 import openai
 import pytest
 
-from layers_cli.pricing import charge
 from layers_cli.providers.base import Usage
-from tests.conftest import PROVIDER_ENV, MemoryKeyring
 from tests.fakes import Failure, FakeState
 from tests.fakes.openai_common import prompt_tokens
 from tests.fakes.perplexity import create_app
-from tests.support.gateway import GatewayHandle, running_gateway, write_config
-from tests.support.servers import serve_app
+from tests.support.e2e import (
+    DEFAULT_POLICY,
+    NO_RETRY_POLICY,
+    assert_untouched,
+    chat,
+    module_gateway,
+    price,
+    provider_config,
+    reset,
+    serve_fakes,
+    settled,
+)
+from tests.support.gateway import GatewayHandle
 
-MARKUP = Decimal("0.6")
 SONAR = "perplexity/sonar"
 REASONING = "perplexity/sonar-reasoning-pro"
 KEY = "pplx-e2e"
+ENV = {"PERPLEXITY_API_KEY": KEY}
 QUESTION = "What is the tallest tower"
 CITATIONS = [
     "https://example.com/what-is-the-tallest-tower/1",
@@ -43,53 +48,27 @@ ANSWER = f"Here is what I found about {QUESTION} [1][2]."
 # ---------------------------------------------------------------- fixtures and helpers
 
 
-@contextlib.contextmanager
-def gateway(home: Path, config: str) -> Iterator[GatewayHandle]:
-    """A gateway whose routes were resolved with an in-memory keyring and only the
-    Perplexity key in the environment (module fixtures run before conftest's isolation)."""
-    write_config(home, config)
-    with contextlib.ExitStack() as stack:
-        with pytest.MonkeyPatch.context() as mp:
-            for name in (*PROVIDER_ENV, "LAYERS_OFFLINE", "LAYERS_MARKUP", "LAYERS_HOME"):
-                mp.delenv(name, raising=False)
-            mp.setenv("PERPLEXITY_API_KEY", KEY)
-            previous = keyring.get_keyring()
-            keyring.set_keyring(MemoryKeyring())
-            try:
-                handle = stack.enter_context(running_gateway(home, offline=False, credits="1000"))
-            finally:
-                keyring.set_keyring(previous)
-        yield handle
-
-
 @pytest.fixture(scope="module")
 def fake() -> Iterator[tuple[FakeState, str]]:
-    state = FakeState()
-    with serve_app(create_app(state)) as url:
-        yield state, url
+    with serve_fakes({"perplexity": create_app}, suffix="") as started:
+        yield started["perplexity"]
 
 
 @pytest.fixture(scope="module")
 def gw(fake, tmp_path_factory) -> Iterator[GatewayHandle]:
-    config = f'upstream_timeout = 1.0\n\n[providers.perplexity]\nbase_url = "{fake[1]}"\n'
-    with gateway(tmp_path_factory.mktemp("perplexity-e2e"), config) as handle:
-        yield handle
+    toml = provider_config(DEFAULT_POLICY, {"perplexity": fake[1]})
+    yield from module_gateway(tmp_path_factory, "perplexity-e2e", toml, ENV)
 
 
 @pytest.fixture(scope="module")
 def gw_no_retry(fake, tmp_path_factory) -> Iterator[GatewayHandle]:
-    config = (
-        "upstream_timeout = 0.5\nmax_retries = 0\n\n"
-        f'[providers.perplexity]\nbase_url = "{fake[1]}"\n'
-    )
-    with gateway(tmp_path_factory.mktemp("perplexity-e2e-no-retry"), config) as handle:
-        yield handle
+    toml = provider_config(NO_RETRY_POLICY, {"perplexity": fake[1]})
+    yield from module_gateway(tmp_path_factory, "perplexity-e2e-no-retry", toml, ENV)
 
 
 @pytest.fixture
 def state(fake) -> FakeState:
-    fake[0].requests.clear()
-    fake[0].failures.clear()
+    reset(fake[0])
     return fake[0]
 
 
@@ -101,44 +80,8 @@ def usage_of(usage: Any) -> Usage:
     )
 
 
-def price(gw: GatewayHandle, model_id: str, usage: Usage) -> int:
-    svc = gw.service()
-    try:
-        return charge(svc.catalog.get(model_id), usage, MARKUP).micro
-    finally:
-        svc.close()
-
-
-def settled(gw: GatewayHandle, request_id: str, before: int) -> dict[str, Any]:
-    svc = gw.service()
-    try:
-        row = svc.get_request(request_id)
-        balance = svc.balance()
-        assert before - balance["balance_micro"] == row["credits_micro"] > 0
-        assert balance["open_holds"] == 0 and svc.verify_ledger()["ok"]
-        return row
-    finally:
-        svc.close()
-
-
-def assert_untouched(gw: GatewayHandle, before: int, request_id: str | None = None) -> None:
-    svc = gw.service()
-    try:
-        balance = svc.balance()
-        assert balance["balance_micro"] == before
-        assert balance["open_holds"] == 0 and svc.verify_ledger()["ok"]
-        if request_id:
-            row = svc.get_request(request_id)
-            assert row["status"] == "error" and row["credits_micro"] == 0
-    finally:
-        svc.close()
-
-
 def ask(gw: GatewayHandle, text: str = QUESTION, model: str = SONAR, **kw: Any) -> Any:
-    kw.setdefault("max_tokens", 50)
-    return gw.client().chat.completions.create(
-        model=model, messages=[{"role": "user", "content": text}], **kw
-    )
+    return chat(gw, model, text, **kw)
 
 
 def expected_annotations(content: str) -> list[dict[str, Any]]:
