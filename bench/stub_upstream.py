@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import signal
 import time
 
 REPLY = ["Hello", " from", " the", " stub", " upstream", "."]
@@ -161,7 +163,10 @@ class StubProtocol(asyncio.Protocol):
         if method == b"post" and path.endswith(b"/chat/completions"):
             self._chat(body)
         elif method == b"get" and path.endswith(b"/models"):
-            data = {"object": "list", "data": [{"id": "fast", "object": "model", "owned_by": "stub"}]}
+            data = {
+                "object": "list",
+                "data": [{"id": "fast", "object": "model", "owned_by": "stub"}],
+            }
             self._send(_response("200 OK", _dumps(data)))
         else:
             self._send(_error("404 Not Found", f"No route {path.decode()}.", "not_found"))
@@ -192,15 +197,17 @@ class StubProtocol(asyncio.Protocol):
         asyncio.get_running_loop().call_soon(self._send, b"".join(rest))
 
 
-async def serve(host: str, port: int, ready: asyncio.Event | None = None) -> None:
+async def serve(host: str, port: int) -> None:
+    """Serve until SIGINT or SIGTERM (handled here: a background job may ignore SIGINT)."""
     loop = asyncio.get_running_loop()
     server = await loop.create_server(StubProtocol, host, port, backlog=1024, reuse_address=True)
-    bound = server.sockets[0].getsockname()[1]
-    print(f"READY {bound}", flush=True)
-    if ready is not None:
-        ready.set()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):  # Windows
+            loop.add_signal_handler(sig, stop.set)
+    print(f"READY {server.sockets[0].getsockname()[1]}", flush=True)
     async with server:
-        await server.serve_forever()
+        await stop.wait()
 
 
 def main() -> None:
@@ -208,10 +215,7 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     args = parser.parse_args()
-    try:
-        asyncio.run(serve(args.host, args.port))
-    except KeyboardInterrupt:
-        pass
+    asyncio.run(serve(args.host, args.port))
 
 
 if __name__ == "__main__":
