@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import io
-from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
 from PIL import Image
 
-from layers_cli.catalog.model import ModelInfo, Prices
+from layers_cli.catalog.model import ModelInfo
 from layers_cli.errors import (
     CapabilityError,
     InvalidRequest,
@@ -30,40 +29,26 @@ from layers_cli.providers.bfl import BFLAdapter, fit_dimensions
 from layers_cli.tokens import estimate_text_tokens
 from tests.fakes import Failure, FakeState
 from tests.fakes.bfl import READY_AFTER, create_app
-from tests.support.servers import serve_app
+from tests.support.adapters import failure_of as raised_by
+from tests.support.adapters import fake_server, fresh, image_model, with_http
 
 FAST = BFLAdapter(poll_initial=0.005, poll_max=0.02)
 PROMPT = "a red fox in the snow"
 
 
 def model_info(upstream: str) -> ModelInfo:
-    return ModelInfo(
-        id=f"bfl/{upstream}",
-        provider="bfl",
-        upstream_id=upstream,
-        display_name=upstream,
-        type="image",
-        capabilities=frozenset({"image-gen"}),
-        context_window=0,
-        default_output_tokens=0,
-        max_output_tokens=0,
-        prices=Prices(per_image=Decimal("0.03")),
-    )
+    return image_model("bfl", upstream, "0.03")
 
 
 @pytest.fixture(scope="module")
 def server():
-    state = FakeState()
-    with serve_app(create_app(state)) as url:
-        yield state, url + "/v1"
+    yield from fake_server(create_app, "/v1")
 
 
 @pytest.fixture
 def fake(server):
     state, base = server
-    state.requests.clear()
-    state.failures.clear()
-    return state, base
+    return fresh(state), base
 
 
 def call_for(base: str, body: dict[str, Any], http: httpx.AsyncClient, **kw: Any) -> UpstreamCall:
@@ -81,17 +66,11 @@ def call_for(base: str, body: dict[str, Any], http: httpx.AsyncClient, **kw: Any
 
 
 def generate(base: str, body: dict[str, Any], **kw: Any) -> ImageResult:
-    async def go() -> ImageResult:
-        async with httpx.AsyncClient() as http:
-            return await FAST.images(call_for(base, body, http, **kw))
-
-    return asyncio.run(go())
+    return with_http(lambda http: FAST.images(call_for(base, body, http, **kw)))
 
 
 def failure_of(base: str, body: dict[str, Any], **kw: Any) -> LayersError:
-    with pytest.raises(LayersError) as info:
-        generate(base, body, **kw)
-    return info.value
+    return raised_by(generate, base, body, **kw)
 
 
 def by_method(state: FakeState, method: str, prefix: str) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from layers_cli.catalog.model import ModelInfo, Prices
+from layers_cli.catalog.model import ModelInfo
 from layers_cli.errors import (
     CapabilityError,
     ProviderAuthError,
@@ -38,25 +38,22 @@ from layers_cli.providers.google_translate import (
     map_finish,
     thinking_config,
 )
-from tests.fakes import Failure, FakeState
+from tests.fakes import Failure
 from tests.fakes.google import INVALID_KEY, SIGNATURE, create_app
-from tests.support.servers import serve_app
+from tests.support.adapters import fake_server, fresh, model_info, with_http
 
 CHAT = frozenset({"text", "vision", "tools", "json", "stream", "thinking", "web"})
 
 
 def model(upstream: str = "gemini-2.5-flash", kind: str = "language", caps=CHAT) -> ModelInfo:
-    return ModelInfo(
-        id=f"google/{upstream}",
-        provider="google",
-        upstream_id=upstream,
-        display_name=upstream,
-        type=kind,
+    return model_info(
+        "google",
+        upstream,
+        kind=kind,
         capabilities=caps,
         context_window=1_048_576,
         default_output_tokens=8192,
         max_output_tokens=65536,
-        prices=Prices(),
         dimensions=3072 if kind == "embedding" else None,
     )
 
@@ -80,17 +77,13 @@ WEATHER = {
 
 @pytest.fixture(scope="module")
 def server():
-    state = FakeState()
-    with serve_app(create_app(state)) as url:
-        yield state, url
+    yield from fake_server(create_app)
 
 
 @pytest.fixture
 def fake(server):
     state, url = server
-    state.requests.clear()
-    state.failures.clear()
-    return state, f"{url}/v1beta"
+    return fresh(state), f"{url}/v1beta"
 
 
 def _call(base: str, body: dict, http: httpx.AsyncClient, **kw: Any) -> UpstreamCall:
@@ -107,11 +100,7 @@ def _call(base: str, body: dict, http: httpx.AsyncClient, **kw: Any) -> Upstream
 
 
 def complete(base: str, body: dict, **kw: Any):
-    async def go():
-        async with httpx.AsyncClient() as http:
-            return await ADAPTER.complete(_call(base, body, http, **kw))
-
-    return asyncio.run(go())
+    return with_http(lambda http: ADAPTER.complete(_call(base, body, http, **kw)))
 
 
 def stream(base: str, body: dict, **kw: Any) -> tuple[list[Chunk], ProviderError | None]:
@@ -131,11 +120,9 @@ def stream(base: str, body: dict, **kw: Any) -> tuple[list[Chunk], ProviderError
 
 
 def other(base: str, method: str, body: dict, info: ModelInfo, **kw: Any):
-    async def go():
-        async with httpx.AsyncClient() as http:
-            return await getattr(ADAPTER, method)(_call(base, body, http, info=info, **kw))
-
-    return asyncio.run(go())
+    return with_http(
+        lambda http: getattr(ADAPTER, method)(_call(base, body, http, info=info, **kw))
+    )
 
 
 def user(text: str) -> dict:

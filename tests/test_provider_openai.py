@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from layers_cli.catalog.model import ModelInfo, Prices
+from layers_cli.catalog.model import ModelInfo
 from layers_cli.errors import (
     ProviderAuthError,
     ProviderBadRequest,
@@ -22,7 +22,7 @@ from layers_cli.providers.base import Chunk, UpstreamCall
 from layers_cli.providers.openai import effort_from_thinking, is_reasoning_model
 from tests.fakes import Failure, FakeState
 from tests.fakes.openai import create_app
-from tests.support.servers import serve_app
+from tests.support.adapters import fake_server, fresh, model_info
 
 pytestmark = pytest.mark.anyio
 ADAPTER = get_adapter("openai")
@@ -55,34 +55,26 @@ TIME = {
 
 
 def model(upstream: str, kind: str = "language") -> ModelInfo:
-    return ModelInfo(
-        id=f"openai/{upstream}",
-        provider="openai",
-        upstream_id=upstream,
-        display_name=upstream,
-        type=kind,
-        capabilities=frozenset({"text", "stream", "tools", "json", "vision"}),
+    return model_info(
+        "openai",
+        upstream,
+        kind=kind,
+        capabilities={"text", "stream", "tools", "json", "vision"},
         context_window=128_000,
         default_output_tokens=1024,
         max_output_tokens=16_384,
-        prices=Prices(),
     )
 
 
 @pytest.fixture(scope="module")
 def server():
     """One fake for the module (starting uvicorn per test is slow); state reset per test."""
-    state = FakeState()
-    with serve_app(create_app(state)) as url:
-        yield state, url + "/v1"
+    yield from fake_server(create_app, "/v1")
 
 
 @pytest.fixture
 def state(server) -> FakeState:
-    state = server[0]
-    state.requests.clear()
-    state.failures.clear()
-    return state
+    return fresh(server[0])
 
 
 @pytest.fixture

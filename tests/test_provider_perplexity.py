@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from layers_cli.catalog.model import ModelInfo, Prices
+from layers_cli.catalog.model import ModelInfo
 from layers_cli.errors import (
     CapabilityError,
     ProviderAuthError,
@@ -22,7 +22,7 @@ from layers_cli.providers.base import Chunk, UpstreamCall
 from layers_cli.providers.perplexity import ThinkSplitter, citation_annotations, merge_turns
 from tests.fakes import Failure, FakeState
 from tests.fakes.perplexity import create_app
-from tests.support.servers import serve_app
+from tests.support.adapters import fake_server, fresh, model_info
 
 pytestmark = pytest.mark.anyio
 ADAPTER = get_adapter("perplexity")
@@ -31,33 +31,24 @@ SOURCES = ["https://example.com/weather-in-paris/1", "https://example.com/weathe
 
 
 def model(upstream: str, *extra: str) -> ModelInfo:
-    return ModelInfo(
-        id=f"perplexity/{upstream}",
-        provider="perplexity",
-        upstream_id=upstream,
-        display_name=upstream,
-        type="language",
-        capabilities=frozenset({"text", "stream", "json", "web", *extra}),
+    return model_info(
+        "perplexity",
+        upstream,
+        capabilities={"text", "stream", "json", "web", *extra},
         context_window=128_000,
         default_output_tokens=1024,
         max_output_tokens=8192,
-        prices=Prices(),
     )
 
 
 @pytest.fixture(scope="module")
 def server():
-    state = FakeState()
-    with serve_app(create_app(state)) as url:
-        yield state, url
+    yield from fake_server(create_app)
 
 
 @pytest.fixture
 def state(server) -> FakeState:
-    state = server[0]
-    state.requests.clear()
-    state.failures.clear()
-    return state
+    return fresh(server[0])
 
 
 @pytest.fixture

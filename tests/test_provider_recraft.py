@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import io
-from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
 from PIL import Image
 
-from layers_cli.catalog.model import ModelInfo, Prices
+from layers_cli.catalog.model import ModelInfo
 from layers_cli.errors import (
     CapabilityError,
     InvalidRequest,
@@ -30,24 +29,15 @@ from layers_cli.providers.recraft import ADAPTER, fit_size
 from layers_cli.tokens import estimate_text_tokens
 from tests.fakes import Failure, FakeState
 from tests.fakes.recraft import create_app
+from tests.support.adapters import failure_of as raised_by
+from tests.support.adapters import fresh, image_model
 from tests.support.servers import serve_app
 
 PROMPT = "a flat fox icon"
 
 
 def model_info(upstream: str = "recraftv3") -> ModelInfo:
-    return ModelInfo(
-        id=f"recraft/{upstream}",
-        provider="recraft",
-        upstream_id=upstream,
-        display_name="Recraft V3",
-        type="image",
-        capabilities=frozenset({"image-gen"}),
-        context_window=0,
-        default_output_tokens=0,
-        max_output_tokens=0,
-        prices=Prices(per_image=Decimal("0.04")),
-    )
+    return image_model("recraft", upstream, "0.04", display_name="Recraft V3")
 
 
 @pytest.fixture(scope="module")
@@ -60,9 +50,7 @@ def servers():
 @pytest.fixture
 def fake(servers):
     state, base, _ = servers
-    state.requests.clear()
-    state.failures.clear()
-    return state, base
+    return fresh(state), base
 
 
 def generate(base: str, body: dict[str, Any], **kw: Any) -> ImageResult:
@@ -85,9 +73,7 @@ def generate(base: str, body: dict[str, Any], **kw: Any) -> ImageResult:
 
 
 def failure_of(base: str, body: dict[str, Any], **kw: Any) -> LayersError:
-    with pytest.raises(LayersError) as info:
-        generate(base, body, **kw)
-    return info.value
+    return raised_by(generate, base, body, **kw)
 
 
 def posts(state: FakeState) -> list[dict[str, Any]]:

@@ -6,12 +6,13 @@ catalog price × usage × markup; a failure leaves the ledger untouched)."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import keyring
+import openai
 import pytest
 
 from layers_cli.pricing import charge
@@ -159,6 +160,49 @@ def assert_untouched(gw: GatewayHandle, before: int, request_id: str | None = No
             assert row["status"] == "error" and row["credits_micro"] == 0
     finally:
         svc.close()
+
+
+@contextlib.contextmanager
+def expect_refused(
+    gw: GatewayHandle,
+    exc_type: type[openai.APIError] = openai.APIError,
+    *,
+    status: int | None = None,
+    code: str | None = None,
+    contains: tuple[str, ...] = (),
+    excludes: tuple[str, ...] = (),
+    logged: bool = True,
+) -> Iterator[pytest.ExceptionInfo[Any]]:
+    """The request made in the block fails with ``exc_type`` (and ``status``, ``code``, a
+    message with every text of ``contains`` and none of ``excludes``) and moves no money: the
+    balance recorded on entry is unchanged, no hold stays open and (``logged``) the request
+    is an error row. Yields the `pytest.raises` info for further checks after the block."""
+    before = gw.balance_micro()
+    with pytest.raises(exc_type) as err:
+        yield err
+    body = err.value.body
+    if status is not None:
+        assert err.value.status_code == status  # type: ignore[attr-defined]
+    if code is not None:
+        assert body["code"] == code
+    for text in contains:
+        assert text in body["message"]
+    for text in excludes:
+        assert text not in body["message"]
+    assert_untouched(gw, before, body["request_id"] if logged else None)
+
+
+def refused_mid_stream(
+    gw: GatewayHandle, open_stream: Callable[[], Iterable[Any]]
+) -> tuple[list[str], openai.APIError]:
+    """Read the stream ``open_stream()`` until its error event (see `expect_refused`: no money
+    moves): the text deltas received before it, and the error."""
+    received: list[str] = []
+    with expect_refused(gw) as err:
+        for chunk in open_stream():
+            if chunk.choices and chunk.choices[0].delta.content:
+                received.append(chunk.choices[0].delta.content)
+    return received, err.value
 
 
 # ---------------------------------------------------------------- responses
