@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import ProviderBadRequest, ProviderError, ProviderServerError
 from . import imagegen
-from .base import Chunk, Completion, EmbedResult, ImageResult, UpstreamCall
+from .base import ImageResult, UpstreamCall
 
 PROVIDER = "bfl"
 ACCOUNT = ("Black Forest Labs", "https://dashboard.bfl.ai")
@@ -45,7 +44,7 @@ PASSTHROUGH = (
 )
 
 
-class BFLAdapter:
+class BFLAdapter(imagegen.ImageOnlyAdapter):
     """The ``bfl`` adapter; poll pacing is injectable so tests need not wait."""
 
     name = PROVIDER
@@ -56,16 +55,6 @@ class BFLAdapter:
         self.poll_initial = poll_initial
         self.poll_max = poll_max
         self.poll_growth = poll_growth
-
-    async def complete(self, call: UpstreamCall) -> Completion:
-        raise imagegen.capability_error(PROVIDER)
-
-    async def stream(self, call: UpstreamCall) -> AsyncIterator[Chunk]:
-        raise imagegen.capability_error(PROVIDER)
-        yield Chunk()  # pragma: no cover - makes this an async generator
-
-    async def embed(self, call: UpstreamCall) -> EmbedResult:
-        raise imagegen.capability_error(PROVIDER)
 
     async def images(self, call: UpstreamCall) -> ImageResult:
         body = call.body

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import json as jsonlib
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import CapabilityError, InvalidRequest, ProviderError, ProviderServerError
 from ..tokens import estimate_text_tokens
 from .base import (
+    Chunk,
     Usage,
     connection_error,
     error_for_status,
@@ -27,7 +28,7 @@ from .base import (
 if TYPE_CHECKING:
     import httpx
 
-    from .base import UpstreamCall
+    from .base import Completion, EmbedResult, UpstreamCall
 
 T = TypeVar("T")
 
@@ -37,6 +38,22 @@ def capability_error(provider: str) -> CapabilityError:
     return CapabilityError(
         f"{provider} models generate images; use /v1/images/generations", param="model"
     )
+
+
+class ImageOnlyAdapter:
+    """Base for providers that only generate images: chat, stream and embed say so."""
+
+    name: str
+
+    async def complete(self, call: UpstreamCall) -> Completion:
+        raise capability_error(self.name)
+
+    async def stream(self, call: UpstreamCall) -> AsyncIterator[Chunk]:
+        raise capability_error(self.name)
+        yield Chunk()  # pragma: no cover - makes this an async generator
+
+    async def embed(self, call: UpstreamCall) -> EmbedResult:
+        raise capability_error(self.name)
 
 
 def parse_size(size: Any) -> tuple[int, int] | None:

@@ -12,12 +12,11 @@ from __future__ import annotations
 import base64
 import binascii
 import math
-from collections.abc import AsyncIterator
 from typing import Any
 
 from ..errors import ProviderServerError
 from . import imagegen
-from .base import Chunk, Completion, EmbedResult, ImageResult, UpstreamCall
+from .base import ImageResult, UpstreamCall
 
 PROVIDER = "recraft"
 ACCOUNT = ("Recraft", "https://app.recraft.ai/profile/api")
@@ -65,18 +64,8 @@ PASSTHROUGH = (
 OPENAI_STYLES = ("vivid", "natural")  # DALL-E 3 values: meaningless to Recraft
 
 
-class RecraftAdapter:
+class RecraftAdapter(imagegen.ImageOnlyAdapter):
     name = PROVIDER
-
-    async def complete(self, call: UpstreamCall) -> Completion:
-        raise imagegen.capability_error(PROVIDER)
-
-    async def stream(self, call: UpstreamCall) -> AsyncIterator[Chunk]:
-        raise imagegen.capability_error(PROVIDER)
-        yield Chunk()  # pragma: no cover - makes this an async generator
-
-    async def embed(self, call: UpstreamCall) -> EmbedResult:
-        raise imagegen.capability_error(PROVIDER)
 
     async def images(self, call: UpstreamCall) -> ImageResult:
         body = call.body
