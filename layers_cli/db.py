@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,8 +23,10 @@ BUSY_TIMEOUT_MS = 30_000
 
 
 def now_iso() -> str:
-    """UTC timestamps as sortable ISO text, millisecond precision."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    """UTC timestamps as sortable ISO text, millisecond precision (hot path: no datetime)."""
+    millis = time.time_ns() // 1_000_000
+    seconds, ms = divmod(millis, 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{ms:03d}Z"
 
 
 def iso(when: datetime) -> str:
@@ -90,8 +93,23 @@ def open_db(path: Path, *, migrate: bool = True) -> Database:
 
 @contextlib.contextmanager
 def immediate(db: Database) -> Iterator[sqlite3.Connection]:
-    """One write transaction that takes SQLite's write lock up front."""
+    """One write transaction that takes SQLite's write lock up front.
+
+    Inside a transaction that is already open (the daemon's group commit, see `dbthread`)
+    it is a savepoint instead: all-or-nothing on its own, committed with the batch.
+    """
     conn = db.conn
+    if conn.in_transaction:
+        conn.execute("SAVEPOINT movement")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK TO movement")
+            conn.execute("RELEASE movement")
+            raise
+        else:
+            conn.execute("RELEASE movement")
+        return
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn

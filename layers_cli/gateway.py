@@ -15,24 +15,22 @@ import asyncio
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import keys, ledger, requestlog, validation
 from .db import immediate, now_iso
+from .dbthread import DatabaseThread
 from .errors import LayersError, ProviderError, ProviderRateLimited
 from .limits import LimitState, RateLimiter
 from .pricing import charge, micro_to_credits, micro_to_usd, quote
 from .providers import get_adapter
 from .providers.base import Chunk, Completion, Provider, UpstreamCall, Usage
+from .providers.http import HTTPClient
 from .routing import ProviderRoute, provider_routes
 from .tokens import estimate_messages_tokens, estimate_text_tokens
 
 if TYPE_CHECKING:
-    import httpx
-
     from .catalog import ModelInfo
     from .keys import Principal
     from .service import Layers
@@ -74,36 +72,31 @@ class Gateway:
         self.catalog = layers.catalog
         self.routes: dict[str, ProviderRoute] = provider_routes(self.settings)
         self.limiter = RateLimiter()
-        self.http: httpx.AsyncClient | None = None
+        self.http: HTTPClient | None = None
         self.retry_base_delay = 0.25
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="layers-db")
+        self._db_thread: DatabaseThread | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> list[ledger.Hold]:
-        import httpx
-
-        self.http = httpx.AsyncClient(
-            timeout=self.settings.upstream_timeout,
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=100),
-        )
+        self.http = HTTPClient(timeout=self.settings.upstream_timeout, max_connections=200)
+        self._db_thread = DatabaseThread(self.layers.db)
         return await self.db(ledger.recover)
 
     async def stop(self) -> None:
         if self.http is not None:
             await self.http.aclose()
-        self._executor.shutdown(wait=True)
+        if self._db_thread is not None:
+            self._db_thread.stop()
 
     async def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``fn(db, *args)`` on the database thread."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._executor, partial(fn, self.layers.db, *args, **kwargs)
-        )
+        assert self._db_thread is not None, "Gateway.start() opens the database thread"
+        return await self._db_thread.run(fn, self.layers.db, *args, **kwargs)
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a `Layers` service method on the database thread."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, partial(fn, *args, **kwargs))
+        assert self._db_thread is not None, "Gateway.start() opens the database thread"
+        return await self._db_thread.run(fn, *args, **kwargs)
 
     # -- steps ---------------------------------------------------------------------------
     async def authenticate(self, authorization: str | None) -> Principal:

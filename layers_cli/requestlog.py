@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -95,7 +95,8 @@ class RequestRow:
     error: str | None = None
 
     def values(self) -> list[Any]:
-        data = asdict(self)
+        """The row in `COLUMNS` order (attribute reads: `asdict` deep-copies, ~0.2 ms)."""
+        data = dict(self.__dict__)
         data["metadata"] = json.dumps(self.metadata) if self.metadata else None
         data["simulated"] = int(self.simulated)
         data["streamed"] = int(self.streamed)

@@ -62,11 +62,10 @@ def probe_provider(settings: Settings, catalog: Any, name: str) -> dict[str, Any
     import asyncio
     import time
 
-    import httpx
-
     from .errors import NotFound, ProviderError
     from .providers import get_adapter
     from .providers.base import UpstreamCall
+    from .providers.http import HTTPClient
 
     routes = provider_routes(settings)
     route = routes.get(name)
@@ -104,7 +103,7 @@ def probe_provider(settings: Settings, catalog: Any, name: str) -> dict[str, Any
         body = {"model": model.upstream_id, "prompt": "a dot", "n": 1, "size": "256x256"}
 
     async def run() -> None:
-        async with httpx.AsyncClient(timeout=30) as http:
+        async with HTTPClient(timeout=30) as http:
             call = UpstreamCall(
                 body=body,
                 model=model,

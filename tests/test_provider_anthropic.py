@@ -26,6 +26,7 @@ from layers_cli.providers import get_adapter
 from layers_cli.providers.anthropic import AnthropicAdapter, build_request
 from layers_cli.providers.anthropic_translate import ThinkingCache, fit_budget, model_traits
 from layers_cli.providers.base import Chunk, Completion, UpstreamCall
+from layers_cli.providers.http import HTTPClient
 from tests.fakes import Failure, FakeState
 from tests.fakes.anthropic import answer, create_app, sign
 from tests.support.servers import serve_app
@@ -95,7 +96,7 @@ def run(
     """One adapter call; a stream returns ``(chunks, error)`` so partial output is visible."""
 
     async def go() -> Any:
-        async with httpx.AsyncClient(verify=SSL_CONTEXT) as http:
+        async with HTTPClient(ssl=SSL_CONTEXT) as http:
             call = UpstreamCall(
                 body={"model": f"anthropic/{upstream}", **body},
                 model=make_model(upstream),

@@ -26,6 +26,7 @@ from layers_cli.errors import (
 from layers_cli.providers import get_adapter
 from layers_cli.providers.base import ImageResult, UpstreamCall
 from layers_cli.providers.bfl import BFLAdapter, fit_dimensions
+from layers_cli.providers.http import HTTPClient
 from layers_cli.tokens import estimate_text_tokens
 from tests.fakes import Failure, FakeState
 from tests.fakes.bfl import READY_AFTER, create_app
@@ -51,7 +52,7 @@ def fake(server):
     return fresh(state), base
 
 
-def call_for(base: str, body: dict[str, Any], http: httpx.AsyncClient, **kw: Any) -> UpstreamCall:
+def call_for(base: str, body: dict[str, Any], http: HTTPClient, **kw: Any) -> UpstreamCall:
     upstream = kw.pop("upstream", "flux-2-pro")
     return UpstreamCall(
         body={"model": f"bfl/{upstream}", "prompt": PROMPT, **body},

@@ -7,7 +7,6 @@ import base64
 import json
 from typing import Any
 
-import httpx
 import pytest
 
 from layers_cli.catalog.model import ModelInfo
@@ -38,6 +37,7 @@ from layers_cli.providers.google_translate import (
     map_finish,
     thinking_config,
 )
+from layers_cli.providers.http import HTTPClient
 from tests.fakes import Failure
 from tests.fakes.google import INVALID_KEY, SIGNATURE, create_app
 from tests.support.adapters import fake_server, fresh, model_info, with_http
@@ -86,7 +86,7 @@ def fake(server):
     return fresh(state), f"{url}/v1beta"
 
 
-def _call(base: str, body: dict, http: httpx.AsyncClient, **kw: Any) -> UpstreamCall:
+def _call(base: str, body: dict, http: HTTPClient, **kw: Any) -> UpstreamCall:
     info = kw.pop("info", None) or model(kw.pop("upstream", "gemini-2.5-flash"))
     return UpstreamCall(
         body=body,
@@ -108,7 +108,7 @@ def stream(base: str, body: dict, **kw: Any) -> tuple[list[Chunk], ProviderError
 
     async def go():
         chunks: list[Chunk] = []
-        async with httpx.AsyncClient() as http:
+        async with HTTPClient() as http:
             try:
                 async for chunk in ADAPTER.stream(_call(base, body, http, **kw)):
                     chunks.append(chunk)

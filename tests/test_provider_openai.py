@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import httpx
 import pytest
 
 from layers_cli.catalog.model import ModelInfo
@@ -19,6 +18,7 @@ from layers_cli.errors import (
 )
 from layers_cli.providers import get_adapter
 from layers_cli.providers.base import Chunk, UpstreamCall
+from layers_cli.providers.http import HTTPClient
 from layers_cli.providers.openai import effort_from_thinking, is_reasoning_model
 from tests.fakes import Failure, FakeState
 from tests.fakes.openai import create_app
@@ -84,11 +84,11 @@ def base_url(server, state) -> str:
 
 @pytest.fixture
 async def http():
-    async with httpx.AsyncClient() as client:
+    async with HTTPClient() as client:
         yield client
 
 
-def call(base_url: str, http: httpx.AsyncClient, upstream: str, body: dict, **kw: Any):
+def call(base_url: str, http: HTTPClient, upstream: str, body: dict, **kw: Any):
     kind = "image" if "image" in upstream or "dall-e" in upstream else "language"
     kind = "embedding" if "embedding" in upstream else kind
     return UpstreamCall(

@@ -7,7 +7,6 @@ import contextlib
 import json
 from typing import Any
 
-import httpx
 import pytest
 
 from layers_cli.catalog.model import ModelInfo, Prices
@@ -20,6 +19,7 @@ from layers_cli.errors import (
 )
 from layers_cli.providers import get_adapter
 from layers_cli.providers.base import Chunk, UpstreamCall
+from layers_cli.providers.http import HTTPClient
 from layers_cli.providers.openai_compat import OpenAICompatible, StreamTranslator
 from layers_cli.providers.openai_wire import split_content, usage_from
 from tests.fakes import Failure, FakeState
@@ -85,7 +85,7 @@ def servers():
 
 @pytest.fixture
 async def http():
-    async with httpx.AsyncClient() as client:
+    async with HTTPClient() as client:
         yield client
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import httpx
 import pytest
 
 from layers_cli.catalog.model import ModelInfo
@@ -19,6 +18,7 @@ from layers_cli.errors import (
 )
 from layers_cli.providers import get_adapter
 from layers_cli.providers.base import Chunk, UpstreamCall
+from layers_cli.providers.http import HTTPClient
 from layers_cli.providers.perplexity import ThinkSplitter, citation_annotations, merge_turns
 from tests.fakes import Failure, FakeState
 from tests.fakes.perplexity import create_app
@@ -58,7 +58,7 @@ def base_url(server, state) -> str:
 
 @pytest.fixture
 async def http():
-    async with httpx.AsyncClient() as client:
+    async with HTTPClient() as client:
         yield client
 
 

@@ -6,7 +6,6 @@ import asyncio
 import io
 from typing import Any
 
-import httpx
 import pytest
 from PIL import Image
 
@@ -25,6 +24,7 @@ from layers_cli.errors import (
 )
 from layers_cli.providers import get_adapter
 from layers_cli.providers.base import ImageResult, UpstreamCall
+from layers_cli.providers.http import HTTPClient
 from layers_cli.providers.recraft import ADAPTER, fit_size
 from layers_cli.tokens import estimate_text_tokens
 from tests.fakes import Failure, FakeState
@@ -57,7 +57,7 @@ def generate(base: str, body: dict[str, Any], **kw: Any) -> ImageResult:
     upstream = kw.get("upstream", "recraftv3")
 
     async def go() -> ImageResult:
-        async with httpx.AsyncClient() as http:
+        async with HTTPClient() as http:
             call = UpstreamCall(
                 body={"model": f"recraft/{upstream}", "prompt": PROMPT, **body},
                 model=model_info(upstream),

@@ -9,7 +9,7 @@ validated by the service). An adapter translates it to its provider's native API
 * ``embed(call)``      → `EmbedResult`
 
 Adapters know nothing of credits, keys or the database: the service hands them the
-upstream model id, the credential, the base URL and a shared ``httpx.AsyncClient``. They
+upstream model id, the credential, the base URL and the shared `http.HTTPClient`. They
 raise `layers_cli.errors.ProviderError` subclasses (see `raise_for_status`) and nothing else.
 """
 
@@ -32,9 +32,8 @@ from ..errors import (
 )
 
 if TYPE_CHECKING:
-    import httpx
-
     from ..catalog import ModelInfo
+    from .http import HTTPClient, Response, StreamingResponse
 
 
 @dataclass
@@ -84,7 +83,7 @@ class UpstreamCall:
     body: dict[str, Any]
     model: ModelInfo
     upstream_model: str
-    http: httpx.AsyncClient | None = None
+    http: HTTPClient | None = None
     credential: str | None = None
     base_url: str | None = None
     timeout: float = 120.0
@@ -237,7 +236,7 @@ def error_for_status(
     return ProviderBadRequest(quoted, provider=provider, upstream_status=status)
 
 
-def raise_for_status(provider: str, response: httpx.Response) -> None:
+def raise_for_status(provider: str, response: Response) -> None:
     """Raise the mapped `ProviderError` for a non-2xx response (body must be read)."""
     if response.status_code < 400:
         return
@@ -249,7 +248,7 @@ def raise_for_status(provider: str, response: httpx.Response) -> None:
     )
 
 
-def extract_error_message(response: httpx.Response) -> str:
+def extract_error_message(response: Response) -> str:
     """The provider's own message: ``error.message`` (OpenAI, Anthropic, Gemini) or text."""
     try:
         data = response.json()
@@ -275,9 +274,10 @@ def timeout_error(provider: str, seconds: float) -> ProviderTimeout:
 
 
 def connection_error(provider: str, exc: Exception) -> ProviderServerError:
-    return ProviderServerError(
-        f"Could not reach {provider}: {exc.__class__.__name__}: {exc}.", provider=provider
-    )
+    from .http import TransportError
+
+    detail = str(exc) if isinstance(exc, TransportError) else f"{exc.__class__.__name__}: {exc}"
+    return ProviderServerError(f"Could not reach {provider}: {detail}.", provider=provider)
 
 
 async def send(
@@ -289,14 +289,14 @@ async def send(
     json: Any = None,
     headers: dict[str, str] | None = None,
     params: dict[str, str] | None = None,
-    error_from: Callable[[httpx.Response], ProviderError] | None = None,
-) -> httpx.Response:
+    error_from: Callable[[Response], ProviderError] | None = None,
+) -> Response:
     """One non-streaming upstream request; transport failures become `ProviderError`s
     and a non-2xx answer raises the mapped error (``error_from`` lets a provider read its
     own error body). Returns the (read) response."""
-    import httpx
+    from .http import TransportError, TransportTimeout
 
-    assert call.http is not None, "the service passes a shared httpx.AsyncClient"
+    assert call.http is not None, "the gateway passes its shared HTTPClient"
     try:
         response = await call.http.request(
             method,
@@ -306,16 +306,16 @@ async def send(
             params=params,
             timeout=call.timeout,
         )
-    except httpx.TimeoutException as exc:
+    except TransportTimeout as exc:
         raise timeout_error(provider, call.timeout) from exc
-    except httpx.TransportError as exc:
+    except TransportError as exc:
         raise connection_error(provider, exc) from exc
     if response.status_code >= 400:
         raise error_from(response) if error_from else _mapped(provider, response)
     return response
 
 
-def _mapped(provider: str, response: httpx.Response) -> ProviderError:
+def _mapped(provider: str, response: Response) -> ProviderError:
     return error_for_status(
         provider,
         response.status_code,
@@ -332,34 +332,33 @@ async def open_stream(
     json: Any,
     headers: dict[str, str] | None = None,
     params: dict[str, str] | None = None,
-    error_from: Callable[[httpx.Response], ProviderError] | None = None,
-) -> httpx.Response:
+    error_from: Callable[[Response], ProviderError] | None = None,
+) -> StreamingResponse:
     """Start a streaming POST; the caller must ``await response.aclose()`` when done.
 
     A non-2xx answer is read, closed and raised as the mapped error before any chunk is
     yielded, so the gateway can still answer with a plain HTTP error.
     """
-    import httpx
+    from .http import TransportError, TransportTimeout
 
-    assert call.http is not None, "the service passes a shared httpx.AsyncClient"
-    request = call.http.build_request(
-        "POST",
-        url,
-        json=json,
-        headers={**(headers or {}), **call.extra_headers},
-        params=params,
-        timeout=call.timeout,
-    )
+    assert call.http is not None, "the gateway passes its shared HTTPClient"
     try:
-        response = await call.http.send(request, stream=True)
-    except httpx.TimeoutException as exc:
+        response = await call.http.stream(
+            "POST",
+            url,
+            json=json,
+            headers={**(headers or {}), **call.extra_headers},
+            params=params,
+            timeout=call.timeout,
+        )
+    except TransportTimeout as exc:
         raise timeout_error(provider, call.timeout) from exc
-    except httpx.TransportError as exc:
+    except TransportError as exc:
         raise connection_error(provider, exc) from exc
     if response.status_code >= 400:
         try:
             await response.aread()
-        except httpx.HTTPError as exc:
+        except (TransportError, TransportTimeout) as exc:
             raise connection_error(provider, exc) from exc
         finally:
             await response.aclose()
@@ -368,13 +367,13 @@ async def open_stream(
 
 
 async def iter_sse(
-    provider: str, response: httpx.Response, timeout: float
+    provider: str, response: Response, timeout: float
 ) -> AsyncIterator[tuple[str | None, str]]:
     """Yield ``(event_name, data)`` per SSE event; comments and empty data are skipped.
 
     Read timeouts and dropped connections mid-stream become `ProviderError`s.
     """
-    import httpx
+    from .http import TransportError, TransportTimeout
 
     event: str | None = None
     data_lines: list[str] = []
@@ -396,7 +395,7 @@ async def iter_sse(
                 data_lines.append(value)
         if data_lines:
             yield event, "\n".join(data_lines)
-    except httpx.TimeoutException as exc:
+    except TransportTimeout as exc:
         raise timeout_error(provider, timeout) from exc
-    except httpx.TransportError as exc:
+    except TransportError as exc:
         raise connection_error(provider, exc) from exc

@@ -165,7 +165,7 @@ async def _send(call: UpstreamCall, method: str, url: str, *, json: Any = None) 
         method,
         url,
         json=json,
-        headers={**headers, **call.extra_headers},
+        headers=headers,
         on_error=lambda r: imagegen.map_error(
             PROVIDER, ACCOUNT, r, default_retry_after=DEFAULT_RETRY_AFTER
         ),

@@ -16,9 +16,7 @@ import math
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from ..errors import (
     CapabilityError,
@@ -52,6 +50,9 @@ from .google_translate import (
     parse_usage,
     tool_call,
 )
+
+if TYPE_CHECKING:
+    from .http import Response
 
 EMBED_BATCH = 100  # batchEmbedContents accepts at most 100 requests
 
@@ -139,7 +140,7 @@ def error_from_body(
     return error_for_status(PROVIDER, status or 500, message, retry_after=retry_after)
 
 
-def _error_from_response(response: httpx.Response) -> ProviderError:
+def _error_from_response(response: Response) -> ProviderError:
     try:
         data = response.json()
     except ValueError:
@@ -157,7 +158,7 @@ def _not_json(what: str, text: str, status: int = 200) -> ProviderServerError:
     )
 
 
-def _json_body(response: httpx.Response) -> dict[str, Any]:
+def _json_body(response: Response) -> dict[str, Any]:
     try:
         data = response.json()
     except ValueError as exc:
@@ -353,7 +354,7 @@ async def _post(call: UpstreamCall, action: str, payload: dict[str, Any]) -> dic
     return _json_body(response)
 
 
-async def _open_stream(call: UpstreamCall, payload: dict[str, Any]) -> httpx.Response:
+async def _open_stream(call: UpstreamCall, payload: dict[str, Any]) -> Response:
     return await open_stream(
         PROVIDER,
         call,

@@ -18,17 +18,16 @@ from ..tokens import estimate_text_tokens
 from .base import (
     Chunk,
     Usage,
-    connection_error,
     error_for_status,
     extract_error_message,
     parse_retry_after,
+    send,
     timeout_error,
 )
 
 if TYPE_CHECKING:
-    import httpx
-
     from .base import Completion, EmbedResult, UpstreamCall
+    from .http import Response
 
 T = TypeVar("T")
 
@@ -104,7 +103,7 @@ def prompt_usage(prompt: str, images: int) -> Usage:
     return Usage(prompt_tokens=estimate_text_tokens(prompt), images=images, estimated=True)
 
 
-def json_object(provider: str, response: httpx.Response) -> dict[str, Any]:
+def json_object(provider: str, response: Response) -> dict[str, Any]:
     """The 2xx body as a JSON object; anything else is the provider's fault (retryable)."""
     try:
         data = response.json()
@@ -137,7 +136,7 @@ def out_of_credits(provider: str, account: str, top_up: str, message: str) -> Pr
     )
 
 
-def error_message(response: httpx.Response) -> str:
+def error_message(response: Response) -> str:
     """The provider's own message, including FastAPI-style ``detail`` lists (BFL's 422)."""
     try:
         data = response.json()
@@ -167,7 +166,7 @@ def error_message(response: httpx.Response) -> str:
 def map_error(
     provider: str,
     account: tuple[str, str],
-    response: httpx.Response,
+    response: Response,
     *,
     default_retry_after: float | None = None,
 ) -> ProviderError:
@@ -191,31 +190,18 @@ async def request(
     url: str,
     *,
     headers: dict[str, str],
-    on_error: Callable[[httpx.Response], ProviderError],
+    on_error: Callable[[Response], ProviderError],
     json: Any = None,
-) -> httpx.Response:
+) -> Response:
     """One upstream request; transport failures and non-2xx answers become ProviderErrors."""
-    import httpx
-
-    assert call.http is not None, "the service passes a shared httpx.AsyncClient"
-    try:
-        response = await call.http.request(
-            method, url, json=json, headers=headers, timeout=call.timeout
-        )
-    except httpx.TimeoutException as exc:
-        raise timeout_error(provider, call.timeout) from exc
-    except httpx.TransportError as exc:
-        raise connection_error(provider, exc) from exc
-    if response.status_code >= 400:
-        raise on_error(response)
-    return response
+    return await send(provider, call, method, url, json=json, headers=headers, error_from=on_error)
 
 
 async def download(provider: str, call: UpstreamCall, url: str) -> tuple[bytes, str | None]:
     """Fetch a generated image from its (signed) delivery URL, deliberately without the API
     key: delivery hosts need none and must not see it. Returns bytes and content type."""
 
-    def failed(response: httpx.Response) -> ProviderError:
+    def failed(response: Response) -> ProviderError:
         return ProviderServerError(
             f"{provider} generated the image but its download failed "
             f"(HTTP {response.status_code} from the delivery URL).",

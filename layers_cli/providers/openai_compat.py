@@ -27,12 +27,9 @@ from .base import (
     ToolCallDelta,
     UpstreamCall,
     Usage,
-    connection_error,
     iter_sse,
     open_stream,
-    raise_for_status,
     send,
-    timeout_error,
 )
 from .openai_wire import (
     DIALECTS,
@@ -244,19 +241,10 @@ class OpenAICompatible:
 
     async def download(self, call: UpstreamCall, url: str) -> bytes:
         """Fetch an image URL the upstream returned (no credentials: it may be a CDN)."""
-        import httpx
-
         name = self.provider(call)
         if not url.startswith(("https://", "http://")):
             raise self._bad_shape(call, "an http(s) image URL")
-        assert call.http is not None, "the service passes a shared httpx.AsyncClient"
-        try:
-            response = await call.http.get(url, timeout=call.timeout)
-        except httpx.TimeoutException as exc:
-            raise timeout_error(name, call.timeout) from exc
-        except httpx.TransportError as exc:
-            raise connection_error(name, exc) from exc
-        raise_for_status(name, response)
+        response = await send(name, call, "GET", url)
         return response.content
 
     # ------------------------------------------------------------ embeddings

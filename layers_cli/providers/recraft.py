@@ -102,7 +102,7 @@ async def _generate(call: UpstreamCall, payload: dict[str, Any]) -> dict[str, An
     """One Recraft call (n ≤ 6) → its images as bytes, downloading any URLs."""
     base = (call.base_url or "").rstrip("/")
     auth = {"Authorization": f"Bearer {call.credential}"} if call.credential else {}
-    headers = {**auth, **call.extra_headers}
+    headers = auth
     response = await imagegen.request(
         PROVIDER,
         call,

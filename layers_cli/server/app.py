@@ -1,6 +1,6 @@
 """The starlette application: routes, JSON in and out, and `LayersError` → OpenAI error body.
 
-`create_app(layers)` is the factory; the lifespan owns the gateway (its httpx client and its
+`create_app(layers)` is the factory; the lifespan owns the gateway (its upstream HTTP client and its
 database thread). This package is the only one that imports starlette.
 """
 

@@ -9,11 +9,11 @@ from collections.abc import Awaitable, Callable, Iterator
 from decimal import Decimal
 from typing import Any, TypeVar
 
-import httpx
 import pytest
 
 from layers_cli.catalog.model import ModelInfo, Prices
 from layers_cli.errors import LayersError
+from layers_cli.providers.http import HTTPClient
 from tests.fakes import FakeState
 
 from .servers import serve_app
@@ -79,11 +79,11 @@ def fresh(state: FakeState) -> FakeState:
     return state
 
 
-def with_http(call: Callable[[httpx.AsyncClient], Awaitable[T]]) -> T:
+def with_http(call: Callable[[HTTPClient], Awaitable[T]]) -> T:
     """``await call(http)`` in a fresh event loop with a fresh HTTP client."""
 
     async def go() -> T:
-        async with httpx.AsyncClient() as http:
+        async with HTTPClient() as http:
             return await call(http)
 
     return asyncio.run(go())

@@ -1,0 +1,123 @@
+"""The daemon's one database thread, with group commit.
+
+All SQLite work of `layers serve` runs here, so the event loop never blocks on the database
+and writes never contend inside the process. Work that queues up while a batch runs is
+executed as the next batch, inside ONE ``BEGIN IMMEDIATE`` transaction: every movement keeps
+its own savepoint (`db.immediate` nests), so each is still all-or-nothing, but a burst of
+concurrent requests pays for one commit and one wake-up of the event loop instead of one
+each. Results are handed back only after the commit, so a caller never acts on a hold or a
+charge that is not durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .errors import DatabaseError
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
+
+T = TypeVar("T")
+MAX_BATCH = 64
+
+# (work, future, loop) — or None, the signal to stop
+_Item = tuple[Callable[[], Any], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
+
+
+class DatabaseThread:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name="layers-db", daemon=True)
+        self._thread.start()
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(*args, **kwargs)`` on the database thread; its result or its exception."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put((partial(fn, *args, **kwargs), future, loop))
+        return await future
+
+    def stop(self) -> None:
+        """Finish what is queued, then end the thread."""
+        self._queue.put(None)
+        self._thread.join()
+
+    # -- on the database thread ----------------------------------------------------------
+    def _serve(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            stopping = False
+            while len(batch) < MAX_BATCH:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stopping = True
+                    break
+                batch.append(more)
+            self._deliver(batch, self._execute(batch))
+            if stopping:
+                return
+
+    def _execute(self, batch: list[_Item]) -> list[tuple[bool, Any]]:
+        if len(batch) == 1:  # nothing to share: the work commits (or not) on its own
+            return [_attempt(batch[0][0])]
+        conn = self.db.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error:
+            return [_attempt(work) for work, _, _ in batch]  # one transaction each
+        outcomes = []
+        for work, _, _ in batch:
+            outcomes.append(_attempt(work))
+            if not conn.in_transaction:  # SQLite rolled it back itself (disk full, I/O error)
+                break
+        try:
+            if not conn.in_transaction:
+                raise sqlite3.OperationalError("the transaction was aborted")
+            conn.commit()
+        except sqlite3.Error as exc:
+            conn.rollback()
+            lost = DatabaseError(f"The database refused to commit ({exc}); nothing was saved.")
+            return [(False, lost)] * len(batch)
+        return outcomes
+
+    @staticmethod
+    def _deliver(batch: list[_Item], outcomes: list[tuple[bool, Any]]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
+        for (_, future, loop), (ok, value) in zip(batch, outcomes, strict=True):
+            by_loop.setdefault(loop, []).append((future, ok, value))
+        for loop, results in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_resolve, results)
+            except RuntimeError:  # that loop is closed: nobody is waiting any more
+                pass
+
+
+def _attempt(work: Callable[[], Any]) -> tuple[bool, Any]:
+    try:
+        return True, work()
+    except BaseException as exc:  # handed to the awaiting coroutine, raised there
+        return False, exc
+
+
+def _resolve(results: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for future, ok, value in results:
+        if future.cancelled():
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
