@@ -32,8 +32,11 @@ _Item = tuple[Callable[[], Any], "asyncio.Future[Any]", asyncio.AbstractEventLoo
 
 
 class DatabaseThread:
-    def __init__(self, db: Database) -> None:
+    def __init__(
+        self, db: Database, before_batch: Callable[[Database], None] | None = None
+    ) -> None:
         self.db = db
+        self._before_batch = before_batch
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._serve, name="layers-db", daemon=True)
         self._thread.start()
@@ -72,6 +75,11 @@ class DatabaseThread:
                 return
 
     def _execute(self, batch: list[_Item]) -> list[tuple[bool, Any]]:
+        if self._before_batch is not None:
+            try:
+                self._before_batch(self.db)
+            except Exception as exc:  # the database is unusable: every caller hears why
+                return [(False, exc)] * len(batch)
         if len(batch) == 1:  # nothing to share: the work commits (or not) on its own
             return [_attempt(batch[0][0])]
         conn = self.db.conn

@@ -12,6 +12,7 @@ on SQLite and writes never contend inside the process.
 from __future__ import annotations
 
 import asyncio
+import random
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from . import keys, ledger, requestlog, validation
 from .db import immediate, now_iso
 from .dbthread import DatabaseThread
-from .errors import LayersError, ProviderError, ProviderRateLimited
+from .errors import AuthenticationError, LayersError, ProviderError, ProviderRateLimited
 from .limits import LimitState, RateLimiter
 from .pricing import charge, micro_to_credits, micro_to_usd, quote
 from .providers import get_adapter
@@ -38,8 +39,13 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
+_ids = random.Random(secrets.randbits(128))
+
+
 def new_request_id() -> str:
-    return "req_" + secrets.token_hex(12)
+    """96 random bits. Ids are not secrets (every lookup also needs the key), so a PRNG
+    seeded from the OS replaces a `secrets` syscall per request."""
+    return f"req_{_ids.getrandbits(96):024x}"
 
 
 @dataclass
@@ -49,7 +55,9 @@ class Ctx:
     request_id: str
     endpoint: str
     started: float = field(default_factory=time.perf_counter)
+    authorization: str | None = None
     principal: Principal | None = None
+    key_from_memory: bool = False
     model: ModelInfo | None = None
     served_by: ModelInfo | None = None
     simulated: bool = False
@@ -75,11 +83,13 @@ class Gateway:
         self.http: HTTPClient | None = None
         self.retry_base_delay = 0.25
         self._db_thread: DatabaseThread | None = None
+        self._principals: dict[str, Principal] = {}  # hash of the header → verified key
+        self._data_version: int | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> list[ledger.Hold]:
         self.http = HTTPClient(timeout=self.settings.upstream_timeout, max_connections=200)
-        self._db_thread = DatabaseThread(self.layers.db)
+        self._db_thread = DatabaseThread(self.layers.db, before_batch=self._forget_keys_if_changed)
         return await self.db(ledger.recover)
 
     async def stop(self) -> None:
@@ -100,7 +110,40 @@ class Gateway:
 
     # -- steps ---------------------------------------------------------------------------
     async def authenticate(self, authorization: str | None) -> Principal:
-        return await self.db(keys.verify, authorization)
+        """The key behind the header, from memory when nothing changed since it was read.
+
+        A key verified once is remembered until another process (the CLI) commits to the
+        database: the database thread compares SQLite's ``data_version`` before every batch
+        and forgets every key when it moved, and the hold re-verifies a forgotten key, so a
+        revoked key is refused by the hold of any request that raced the revocation.
+        """
+        remembered = self.remembered(authorization)
+        if remembered is not None:
+            return remembered
+        principal = await self.db(keys.verify, authorization)
+        self._remember(authorization, principal)
+        return principal
+
+    def remembered(self, authorization: str | None) -> Principal | None:
+        if not authorization:
+            return None
+        cached = self._principals.get(keys.hash_secret(authorization))
+        if cached is None or (cached.expires_at is not None and cached.expires_at <= now_iso()):
+            return None
+        return cached
+
+    def _remember(self, authorization: str | None, principal: Principal) -> None:
+        if authorization:
+            if len(self._principals) >= 10_000:
+                self._principals.clear()
+            self._principals[keys.hash_secret(authorization)] = principal
+
+    def _forget_keys_if_changed(self, db: Any) -> None:
+        """On the database thread, before each batch: did another connection commit?"""
+        version = db.conn.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._data_version:
+            self._data_version = version
+            self._principals.clear()
 
     def route(
         self, model: ModelInfo, principal: Principal
@@ -149,15 +192,22 @@ class Gateway:
         worst = max(
             quote(m, prompt_tokens, max_out, self.layers.markup(m), images).micro for m in chain
         )
-        ctx.hold = await self.db(
-            ledger.hold,
-            worst,
-            ctx.request_id,
-            key_id=principal.key_id,
-            project_id=principal.project_id,
-            key_name=principal.key_label or principal.prefix,
-            project_name=principal.project_name,
-        )
+        authorization = ctx.authorization
+
+        def _hold(db: Any) -> ledger.Hold:
+            if authorization and keys.hash_secret(authorization) not in self._principals:
+                self._remember(authorization, keys.verify(db, authorization))  # or 401
+            return ledger.hold(
+                db,
+                worst,
+                ctx.request_id,
+                key_id=principal.key_id,
+                project_id=principal.project_id,
+                key_name=principal.key_label or principal.prefix,
+                project_name=principal.project_name,
+            )
+
+        ctx.hold = await self.db(_hold)
 
     async def with_retries(
         self,
@@ -308,8 +358,11 @@ class Gateway:
         try:
             return await flow
         except LayersError as exc:
-            await self.fail(ctx, exc)
-            raise
+            refusal = await self._key_refusal_first(ctx, exc)
+            await self.fail(ctx, refusal)
+            if refusal is exc:
+                raise
+            raise refusal from None
         except Exception as exc:
             error = LayersError(
                 f"Internal error in Layers ({exc.__class__.__name__}); request {ctx.request_id}"
@@ -318,6 +371,18 @@ class Gateway:
             )
             await self.fail(ctx, error, detail=f"{exc.__class__.__name__}: {exc}")
             raise error from exc
+
+    async def _key_refusal_first(self, ctx: Ctx, exc: LayersError) -> LayersError:
+        """A request admitted on a remembered key and then refused for another reason is
+        told about its key first when the key was revoked meanwhile (what a fresh
+        verification would have said)."""
+        if not ctx.key_from_memory or isinstance(exc, AuthenticationError):
+            return exc
+        try:
+            await self.db(keys.verify, ctx.authorization)
+        except AuthenticationError as key_exc:
+            return key_exc
+        return exc
 
     async def prepare(
         self,
@@ -328,7 +393,11 @@ class Gateway:
     ) -> tuple[dict[str, Any], T]:
         """Authenticate, validate and resolve the model (shared by every endpoint)."""
         body = validation.require_object(body)
-        ctx.principal = await self.authenticate(authorization)
+        ctx.authorization = authorization
+        ctx.principal = self.remembered(authorization)
+        ctx.key_from_memory = ctx.principal is not None
+        if ctx.principal is None:
+            ctx.principal = await self.authenticate(authorization)
         model_id = validation.require_model(body)
         ctx.model = self.catalog.resolve(model_id)
         if ctx.model.lifecycle == "deprecated":

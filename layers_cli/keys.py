@@ -41,6 +41,7 @@ class Principal:
     tpm: int | None
     budget_micro: int | None
     project_budget_micro: int | None
+    expires_at: str | None = None
 
     @property
     def is_test(self) -> bool:
@@ -301,4 +302,5 @@ def verify(db: Database, authorization: str | None) -> Principal:
         tpm=row["tpm"],
         budget_micro=row["budget_micro"],
         project_budget_micro=budget,
+        expires_at=row["expires_at"],
     )

@@ -64,12 +64,13 @@ def _insert_entry(
     project_id: int | None = None,
     note: str = "",
 ) -> None:
+    """The entry row only: the caller updates ``account.entries_micro`` in the same
+    transaction (`_close` folds it into its one update of the account row)."""
     conn.execute(
         "INSERT INTO ledger_entries (created_at, kind, amount_micro, request_id, key_id,"
         " project_id, note) VALUES (?, ?, ?, ?, ?, ?, ?)",
         (now_iso(), kind, amount, request_id, key_id, project_id, note),
     )
-    conn.execute("UPDATE account SET entries_micro = entries_micro + ? WHERE id = 1", (amount,))
 
 
 def topup(db: Database, amount: int, *, note: str = "", kind: str = "topup") -> Balance:
@@ -82,6 +83,7 @@ def topup(db: Database, amount: int, *, note: str = "", kind: str = "topup") -> 
         raise InvalidRequest("A top-up must be positive.", param="amount")
     with immediate(db) as conn:
         _insert_entry(conn, kind, amount, note=note)
+        conn.execute("UPDATE account SET entries_micro = entries_micro + ? WHERE id = 1", (amount,))
     return balance(db)
 
 
@@ -89,33 +91,55 @@ def _hold_from_row(row: tuple[Any, ...]) -> Hold:
     return Hold(id=row[0], request_id=row[1], amount=row[2], key_id=row[3], project_id=row[4])
 
 
-def _check_budget(
-    conn: sqlite3.Connection, table: str, row_id: Any, column: str, amount: int, name: str
+def _check_budgets(
+    conn: sqlite3.Connection,
+    key_id: str | None,
+    project_id: int | None,
+    amount: int,
+    key_name: str,
+    project_name: str,
 ) -> None:
-    budget_row = conn.execute(
-        f"SELECT budget_micro, spent_micro FROM {table} WHERE id = ?", (row_id,)
+    """Refuse when the hold would take the key's or the project's budget below zero.
+    One query reads both budgets; the open holds are summed only where a budget is set."""
+    row = conn.execute(
+        "SELECT (SELECT budget_micro FROM api_keys WHERE id = ?),"
+        " (SELECT spent_micro FROM api_keys WHERE id = ?),"
+        " (SELECT budget_micro FROM projects WHERE id = ?),"
+        " (SELECT spent_micro FROM projects WHERE id = ?)",
+        (key_id, key_id, project_id, project_id),
     ).fetchone()
-    if not budget_row or budget_row[0] is None:
-        return
-    budget, spent = budget_row
-    held = conn.execute(
-        f"SELECT COALESCE(SUM(amount_micro), 0) FROM holds WHERE status = 'open' AND {column} = ?",
-        (row_id,),
-    ).fetchone()[0]
-    if spent + held + amount > budget:
-        what = "key" if table == "api_keys" else "project"
-        left = max(0, budget - spent - held)
-        raise BudgetExceeded(
-            f"The {what} budget of {name} is spent: {format_credits(spent)} of "
-            f"{format_credits(budget)} credits used, {format_credits(left)} left, and this "
-            f"request may need {format_credits(amount)}.",
-            hint=f"Raise it with `layers {what}s {'budget' if what == 'project' else 'update'}"
-            f" {name} --budget CREDITS`.",
-            budget=what,
-            budget_credits=format_credits(budget),
-            spent_credits=format_credits(spent),
-            required=format_credits(amount),
-        )
+    for what, column, row_id, name, budget, spent in (
+        ("key", "key_id", key_id, key_name, row[0], row[1]),
+        ("project", "project_id", project_id, project_name, row[2], row[3]),
+    ):
+        if budget is None:
+            continue
+        held = conn.execute(
+            "SELECT COALESCE(SUM(amount_micro), 0) FROM holds"
+            f" WHERE status = 'open' AND {column} = ?",
+            (row_id,),
+        ).fetchone()[0]
+        if spent + held + amount > budget:
+            left = max(0, budget - spent - held)
+            raise BudgetExceeded(
+                f"The {what} budget of {name} is spent: {format_credits(spent)} of "
+                f"{format_credits(budget)} credits used, {format_credits(left)} left, and this "
+                f"request may need {format_credits(amount)}.",
+                hint=f"Raise it with `layers {what}s {'budget' if what == 'project' else 'update'}"
+                f" {name} --budget CREDITS`.",
+                budget=what,
+                budget_credits=format_credits(budget),
+                spent_credits=format_credits(spent),
+                required=format_credits(amount),
+            )
+
+
+def _existing_hold(conn: sqlite3.Connection, request_id: str) -> Hold | None:
+    row = conn.execute(
+        "SELECT id, request_id, amount_micro, key_id, project_id FROM holds WHERE request_id = ?",
+        (request_id,),
+    ).fetchone()
+    return _hold_from_row(row) if row else None
 
 
 def hold(
@@ -132,55 +156,64 @@ def hold(
     if amount < 0:
         raise InvalidRequest("A hold cannot be negative.")
     with immediate(db) as conn:
-        existing = conn.execute(
-            "SELECT id, request_id, amount_micro, key_id, project_id FROM holds"
-            " WHERE request_id = ?",
-            (request_id,),
-        ).fetchone()
-        if existing:
-            return _hold_from_row(existing)
         entries, held = conn.execute(
             "SELECT entries_micro, held_micro FROM account WHERE id = 1"
         ).fetchone()
         available = entries - held
-        if amount > available:
-            raise InsufficientCredits(
-                f"Insufficient credits: the balance is {format_credits(available)} credits "
-                f"and this request may cost up to {format_credits(amount)}.",
-                hint="Add credits with `layers credits topup 500` (or `$5`), or lower max_tokens.",
-                balance=format_credits(available),
-                required=format_credits(amount),
+        try:
+            if amount > available:
+                raise InsufficientCredits(
+                    f"Insufficient credits: the balance is {format_credits(available)} credits "
+                    f"and this request may cost up to {format_credits(amount)}.",
+                    hint="Add credits with `layers credits topup 500` (or `$5`), or lower "
+                    "max_tokens.",
+                    balance=format_credits(available),
+                    required=format_credits(amount),
+                )
+            if key_id is not None or project_id is not None:
+                _check_budgets(
+                    conn,
+                    key_id,
+                    project_id,
+                    amount,
+                    key_name or str(key_id),
+                    project_name or str(project_id),
+                )
+            cur = conn.execute(
+                "INSERT INTO holds (request_id, amount_micro, key_id, project_id, pid,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (request_id, amount, key_id, project_id, os.getpid(), now_iso()),
             )
-        if key_id is not None:
-            _check_budget(conn, "api_keys", key_id, "key_id", amount, key_name or key_id)
-        if project_id is not None:
-            _check_budget(
-                conn, "projects", project_id, "project_id", amount, project_name or str(project_id)
-            )
-        cur = conn.execute(
-            "INSERT INTO holds (request_id, amount_micro, key_id, project_id, pid, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (request_id, amount, key_id, project_id, os.getpid(), now_iso()),
-        )
+        except (InsufficientCredits, BudgetExceeded, sqlite3.IntegrityError):
+            # A retried hold (same request id) is the hold already placed, whatever the
+            # balance is now; looked up only on this rare path.
+            existing = _existing_hold(conn, request_id)
+            if existing is not None:
+                return existing
+            raise
         conn.execute("UPDATE account SET held_micro = held_micro + ? WHERE id = 1", (amount,))
         return Hold(cur.lastrowid or 0, request_id, amount, key_id, project_id)
 
 
 def _close(db: Database, h: Hold, status: str, charged: int, also: AlsoFn | None) -> int:
     with immediate(db) as conn:
-        row = conn.execute(
-            "SELECT status, amount_micro, charged_micro FROM holds WHERE request_id = ?",
-            (h.request_id,),
-        ).fetchone()
-        if row is None:
-            raise NotFound(f"No hold for request {h.request_id}.")
-        if row[0] != "open":
-            return int(row[2] or 0)  # already closed: idempotent
-        conn.execute(
-            "UPDATE holds SET status = ?, closed_at = ?, charged_micro = ? WHERE request_id = ?",
+        closed = conn.execute(
+            "UPDATE holds SET status = ?, closed_at = ?, charged_micro = ?"
+            " WHERE request_id = ? AND status = 'open' RETURNING amount_micro",
             (status, now_iso(), charged, h.request_id),
+        ).fetchall()
+        if not closed:
+            row = conn.execute(
+                "SELECT charged_micro FROM holds WHERE request_id = ?", (h.request_id,)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"No hold for request {h.request_id}.")
+            return int(row[0] or 0)  # already closed: idempotent
+        conn.execute(
+            "UPDATE account SET held_micro = held_micro - ?, entries_micro = entries_micro - ?"
+            " WHERE id = 1",
+            (closed[0][0], charged),
         )
-        conn.execute("UPDATE account SET held_micro = held_micro - ? WHERE id = 1", (row[1],))
         if charged:
             _insert_entry(
                 conn,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, Decimal, InvalidOperation
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from .errors import InvalidRequest
@@ -43,21 +44,21 @@ class Charge:
     lines: list[Line] = field(default_factory=list)
     markup: Decimal = Decimal(0)
 
-    @property
+    @cached_property
     def base_usd(self) -> Decimal:
         return sum((line.usd for line in self.lines), Decimal(0))
 
-    @property
+    @cached_property
     def usd(self) -> Decimal:
         """What the user pays in USD (base with markup), exact."""
         return self.base_usd * (1 + self.markup)
 
-    @property
+    @cached_property
     def micro(self) -> int:
         """Credits charged, in micro-credits, rounded up once."""
         return int((self.usd * MICRO_PER_USD).to_integral_value(rounding=ROUND_CEILING))
 
-    @property
+    @cached_property
     def base_micro(self) -> int:
         return int((self.base_usd * MICRO_PER_USD).to_integral_value(rounding=ROUND_CEILING))
 

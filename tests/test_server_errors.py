@@ -69,6 +69,31 @@ def test_revoked_and_archived_keys(gw):
     assert "archived" in err.value.body["message"]
 
 
+def test_a_key_changed_while_in_use_takes_effect_on_the_next_request(gw):
+    # The gateway remembers verified keys. A revocation committed by another process (the
+    # CLI) refuses the very next request; a new rate limit applies from the one after (the
+    # next request is admitted on what was remembered, and its hold re-reads the key).
+    svc = gw.service()
+    key, secret = svc.create_key("playground", label="in use")
+    client = gw.client(api_key=secret, max_retries=0)
+    client.chat.completions.create(model=MODEL, messages=HELLO)  # verified and remembered
+    svc.update_key(key["id"], rpm=3)  # the window already holds one request
+    client.chat.completions.create(model=MODEL, messages=HELLO)
+    third = client.chat.completions.with_raw_response.create(model=MODEL, messages=HELLO)
+    assert third.headers["x-ratelimit-limit"] == "3"
+    assert third.headers["x-ratelimit-remaining"] == "0"
+    with pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(model=MODEL, messages=HELLO)
+    svc.revoke_key(key["id"])
+    before = gw.balance_micro()
+    for stream in (False, True):
+        with pytest.raises(openai.AuthenticationError) as err:
+            client.chat.completions.create(model=MODEL, messages=HELLO, stream=stream)
+        assert "was revoked" in err.value.body["message"]
+    svc.close()
+    assert_untouched(gw, before)
+
+
 def test_expired_key(gw):
     svc = gw.service()
     key, secret = svc.create_key("playground", expires="1d")

@@ -16,7 +16,7 @@ import ssl as _ssl
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-import orjson
+from ..jsoncodec import dumps, loads
 
 if TYPE_CHECKING:
     import aiohttp
@@ -47,7 +47,7 @@ class Response:
 
     def json(self) -> Any:
         """The body as JSON; `ValueError` when it is not."""
-        return orjson.loads(self.content)
+        return loads(self.content)
 
 
 class StreamingResponse(Response):
@@ -121,6 +121,7 @@ class HTTPClient:
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         self._proxies: dict[tuple[str, str], str | None] = {}
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     def _open(self) -> aiohttp.ClientSession:
         import aiohttp
@@ -137,10 +138,14 @@ class HTTPClient:
         return self._session
 
     def _timeout(self, seconds: float | None) -> aiohttp.ClientTimeout:
-        import aiohttp
-
         limit = self.timeout if seconds is None else seconds
-        return aiohttp.ClientTimeout(total=None, sock_connect=limit, sock_read=limit)
+        if limit not in self._timeouts:
+            import aiohttp
+
+            self._timeouts[limit] = aiohttp.ClientTimeout(
+                total=None, sock_connect=limit, sock_read=limit
+            )
+        return self._timeouts[limit]
 
     async def _send(
         self,
@@ -226,14 +231,3 @@ class HTTPClient:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-
-def dumps(value: Any) -> bytes:
-    """JSON bytes with orjson; the standard library for what orjson refuses (integers
-    beyond 64 bits, which a client may legitimately send)."""
-    try:
-        return orjson.dumps(value)
-    except TypeError:
-        import json
-
-        return json.dumps(value, separators=(",", ":")).encode()

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from ..errors import ProviderServerError
+from ..jsoncodec import loads
 from ..tokens import estimate_text_tokens
 from . import DEFAULT_BASE_URLS
 from .base import (
@@ -86,7 +87,7 @@ class OpenAICompatible:
     def parse_json(self, call: UpstreamCall, text: str) -> Any:
         """Parsed JSON, or a `ProviderServerError` naming the provider for anything else."""
         try:
-            return json.loads(text)
+            return loads(text)
         except ValueError:
             name = self.provider(call)
             raise ProviderServerError(

@@ -6,7 +6,6 @@ database thread). This package is the only one that imports starlette.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -17,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 
 from ..errors import InvalidRequest, LayersError, ProviderError
 from ..gateway import Gateway, new_request_id
+from ..jsoncodec import dumps, loads
 
 if TYPE_CHECKING:
     from ..service import Layers
@@ -26,7 +26,7 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 class JSON(JSONResponse):
     def render(self, content: Any) -> bytes:
-        return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode()
+        return dumps(content)
 
 
 def error_response(exc: LayersError, request_id: str | None = None) -> Response:
@@ -48,7 +48,7 @@ async def read_json(request: Request) -> Any:
     if not raw:
         raise InvalidRequest("The request body is empty; send a JSON object.")
     try:
-        return json.loads(raw)
+        return loads(raw)
     except ValueError as exc:
         raise InvalidRequest(f"The request body is not valid JSON: {exc}.") from exc
 

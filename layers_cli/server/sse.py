@@ -8,17 +8,18 @@ empty ``data``, and ``data: [DONE]`` at the end.
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 import anyio
+
+from ..jsoncodec import dumps
 
 if TYPE_CHECKING:
     from ..gateway import ChatStream
 
 
 def frame(event: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(event, separators=(",", ":")).encode() + b"\n\n"
+    return b"data: " + dumps(event) + b"\n\n"
 
 
 class SSEResponse:
