@@ -24,7 +24,7 @@ from .db import immediate, now_iso
 from .dbthread import DatabaseThread
 from .errors import AuthenticationError, LayersError, ProviderError, ProviderRateLimited
 from .limits import LimitState, RateLimiter
-from .pricing import charge, micro_to_credits, micro_to_usd, quote
+from .pricing import charge_micro, micro_to_credits, micro_to_usd, quote_micro
 from .providers import get_adapter
 from .providers.base import Chunk, Completion, Provider, UpstreamCall, Usage
 from .providers.http import HTTPClient
@@ -190,7 +190,7 @@ class Gateway:
         )
         ctx.headers.update(state.headers())
         worst = max(
-            quote(m, prompt_tokens, max_out, self.layers.markup(m), images).micro for m in chain
+            quote_micro(m, prompt_tokens, max_out, self.layers.markup(m), images) for m in chain
         )
         authorization = ctx.authorization
 
@@ -300,7 +300,7 @@ class Gateway:
         served = ctx.served_by or ctx.model
         assert served is not None and ctx.hold is not None
         markup = self.layers.markup(served)
-        priced = charge(served, usage, markup)
+        base_micro, credits_micro = charge_micro(served, usage, markup)
         row = self._row(
             ctx,
             status=status,
@@ -313,8 +313,8 @@ class Gateway:
             reasoning_tokens=usage.reasoning_tokens,
             images=usage.images,
             estimated=usage.estimated,
-            base_micro=priced.base_micro,
-            credits_micro=priced.micro,
+            base_micro=base_micro,
+            credits_micro=credits_micro,
             markup=str(markup),
         )
         if ctx.principal:
@@ -323,7 +323,7 @@ class Gateway:
 
         def _settle(db: Any) -> tuple[int, int]:
             charged = ledger.settle(
-                db, hold, priced.micro, also=lambda conn: requestlog.insert(conn, row)
+                db, hold, credits_micro, also=lambda conn: requestlog.insert(conn, row)
             )
             return charged, ledger.balance(db).available
 

@@ -9,16 +9,18 @@ exact and never a float.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, Decimal, InvalidOperation
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING
 
 from .errors import InvalidRequest
 
 if TYPE_CHECKING:
     from .catalog import ModelInfo
+    from .catalog.model import Prices
     from .providers.base import Usage
 
 MICRO_PER_CREDIT = 1_000_000
@@ -95,6 +97,53 @@ def charge(model: ModelInfo, usage: Usage, markup: Decimal) -> Charge:
         per_image = p.per_image or Decimal(0)
         lines.append(Line("images", usage.images, per_image, "image", usage.images * per_image))
     return Charge(lines=lines, markup=markup)
+
+
+@lru_cache(maxsize=1024)
+def _integer_prices(prices: Prices, markup: Decimal) -> tuple[int, ...]:
+    """The prices over one common denominator, and the markup as a ratio, so that a charge
+    is integer arithmetic: exactly what `Charge` computes in Decimals, without Decimals
+    on the request path (they cost ~20 µs per request)."""
+    cache_read = prices.cache_read if prices.cache_read is not None else prices.input
+    cache_write = prices.cache_write if prices.cache_write is not None else prices.input
+    ratios = [
+        Decimal(p).as_integer_ratio()
+        for p in (prices.input, cache_read, cache_write, prices.output, prices.per_image or 0)
+    ]
+    denominator = math.lcm(*(d for _, d in ratios))
+    numerators = [n * (denominator // d) for n, d in ratios]
+    markup_n, markup_d = Decimal(markup).as_integer_ratio()
+    return (*numerators, denominator, markup_n + markup_d, markup_d)
+
+
+def charge_micro(model: ModelInfo, usage: Usage, markup: Decimal) -> tuple[int, int]:
+    """``(base_micro, micro)`` of `charge` (same rules, same rounding), in integers."""
+    p_in, p_read, p_write, p_out, p_image, denominator, up_n, up_d = _integer_prices(
+        model.prices, markup
+    )
+    uncached = max(0, usage.prompt_tokens - usage.cached_tokens - usage.cache_write_tokens)
+    # micro-credits = USD × 10^8; token prices are per 10^6 tokens → × 100
+    scaled = (
+        100
+        * (
+            uncached * p_in
+            + usage.cached_tokens * p_read
+            + usage.cache_write_tokens * p_write
+            + usage.completion_tokens * p_out
+        )
+        + MICRO_PER_USD * usage.images * p_image
+    )
+    return -(-scaled // denominator), -(-scaled * up_n // (denominator * up_d))
+
+
+def quote_micro(
+    model: ModelInfo, prompt_tokens: int, max_output_tokens: int, markup: Decimal, images: int = 0
+) -> int:
+    """The credits `quote` would hold, in integers."""
+    from .providers.base import Usage
+
+    worst = Usage(prompt_tokens=prompt_tokens, completion_tokens=max_output_tokens, images=images)
+    return charge_micro(model, worst, markup)[1]
 
 
 def quote(

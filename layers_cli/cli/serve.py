@@ -73,5 +73,7 @@ def register(app: typer.Typer) -> None:
             log_level="warning",
             timeout_graceful_shutdown=30,
             access_log=False,
+            # the gateway trusts no X-Forwarded-* header (and skips the middleware per request)
+            proxy_headers=False,
         )
         uvicorn.Server(config).run()
