@@ -155,6 +155,20 @@ class Bench:
             raise RuntimeError("the stub upstream did not start")
         self.stub_port = int(line[1])
 
+    def start_floor(self) -> int:
+        """The null proxy (null_proxy.py) on the daemon's core, in front of the stub."""
+        cmd = [
+            sys.executable, str(BENCH_DIR / "null_proxy.py"),
+            "--port", "0", "--upstream", f"127.0.0.1:{self.stub_port}",
+        ]  # fmt: skip
+        proc = subprocess.Popen([*self.daemon_pin, *cmd], stdout=subprocess.PIPE)
+        self.procs.append(proc)
+        assert proc.stdout is not None
+        line = proc.stdout.readline().decode().split()
+        if len(line) != 2 or line[0] != "READY":
+            raise RuntimeError("the null proxy did not start")
+        return int(line[1])
+
     def setup_home(self) -> None:
         self.home.mkdir(parents=True)
         (self.home / "config.toml").write_text(
@@ -219,14 +233,15 @@ class Bench:
 # ── the measurements ─────────────────────────────────────────────────────────────────────────
 
 
-def measure_load(b: Bench, layers_port: int) -> dict[str, Any]:
+def measure_load(b: Bench, layers_port: int, floor_port: int) -> dict[str, Any]:
     urls = {
         "direct": f"http://127.0.0.1:{b.stub_port}/v1/chat/completions",
         "layers": f"http://127.0.0.1:{layers_port}/v1/chat/completions",
+        "floor": f"http://127.0.0.1:{floor_port}/v1/chat/completions",
     }
     scripts = {
         name: load.write_wrk_script(b.workdir / f"{name}.lua", BODY, key)
-        for name, key in (("direct", "sk-direct"), ("layers", b.api_key))
+        for name, key in (("direct", "sk-direct"), ("layers", b.api_key), ("floor", "sk-direct"))
     }
     assert b.wrk is not None
     say("warm-up (not recorded)")
@@ -243,7 +258,7 @@ def measure_load(b: Bench, layers_port: int) -> dict[str, Any]:
     streams: dict[str, dict[int, list[dict[str, Any]]]] = {n: {} for n in urls}
     for rnd in range(1, b.mode.rounds + 1):
         for conc in b.mode.concurrencies:
-            for name in urls:  # A (direct) then B (layers)
+            for name in urls:  # A (direct), B (layers), then the floor
                 r = load.run_wrk(
                     b.wrk,
                     scripts[name],
@@ -279,13 +294,16 @@ def summarise_load(raw: dict[str, Any]) -> dict[str, Any]:
     def med(runs: list[dict[str, Any]], key: str) -> float:
         return median([r[key] for r in runs])
 
+    def figure(conc: Any, kind: str, key: str) -> dict[str, float | None]:
+        d = med(raw[kind]["direct"][conc], key)
+        lay = med(raw[kind]["layers"][conc], key)
+        floor = med(raw[kind]["floor"][conc], key) if "floor" in raw[kind] else None
+        return {"direct": d, "floor": floor, "layers": lay, "ratio": lay / d if d else None}
+
     out: dict[str, Any] = {"whole": {}, "streams": {}}
     for conc, direct_runs in raw["whole"]["direct"].items():
         layer_runs = raw["whole"]["layers"][conc]
-        row: dict[str, Any] = {}
-        for key in ("rps", "p50_ms", "p99_ms"):
-            d, lay = med(direct_runs, key), med(layer_runs, key)
-            row[key] = {"direct": d, "layers": lay, "ratio": lay / d if d else None}
+        row: dict[str, Any] = {k: figure(conc, "whole", k) for k in ("rps", "p50_ms", "p99_ms")}
         row["added_p50_ms"] = row["p50_ms"]["layers"] - row["p50_ms"]["direct"]
         row["errors"] = {
             "direct": sum(r["errors"] for r in direct_runs),
@@ -298,10 +316,10 @@ def summarise_load(raw: dict[str, Any]) -> dict[str, Any]:
         out["whole"][conc] = row
     for conc, direct_runs in raw["streams"]["direct"].items():
         layer_runs = raw["streams"]["layers"][conc]
-        row = {}
-        for key in ("rps", "ttfb_p50_ms", "ttfb_p99_ms", "total_p50_ms", "total_p99_ms"):
-            d, lay = med(direct_runs, key), med(layer_runs, key)
-            row[key] = {"direct": d, "layers": lay, "ratio": lay / d if d else None}
+        row = {
+            key: figure(conc, "streams", key)
+            for key in ("rps", "ttfb_p50_ms", "ttfb_p99_ms", "total_p50_ms", "total_p99_ms")
+        }
         row["added_ttfb_p50_ms"] = row["ttfb_p50_ms"]["layers"] - row["ttfb_p50_ms"]["direct"]
         row["errors"] = {
             "direct": sum(r["errors"] for r in direct_runs),
@@ -537,12 +555,12 @@ def _verdict(ok: bool, rule: str) -> str:
     return f"{rule}: {'ok' if ok else 'MISSED'}"
 
 
-HEADER = ("metric", "direct", "layers", "layers/direct", "target")
+HEADER = ("metric", "direct", "floor", "layers", "layers/direct", "target")
 
 
-def _rows(report: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+def _rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
     t = TARGETS
-    rows: list[tuple[str, str, str, str, str]] = []
+    rows: list[tuple[str, ...]] = []
 
     def compare(label: str, fig: dict[str, float], digits: int = 2, target: str = "") -> None:
         ratio = fig["ratio"]
@@ -551,10 +569,10 @@ def _rows(report: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
         else:
             shown = _fmt(ratio, 2, "x")
         d, lay = _fmt(fig["direct"], digits), _fmt(fig["layers"], digits)
-        rows.append((label, d, lay, shown, target))
+        rows.append((label, d, _fmt(fig.get("floor"), digits), lay, shown, target))
 
     def single(label: str, value: str, target: str = "") -> None:
-        rows.append((label, "", value, "", target))
+        rows.append((label, "", "", value, "", target))
 
     for conc, r in report["whole"].items():
         c = int(conc)
@@ -603,11 +621,13 @@ def _rows(report: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
         single(label, f"{seconds:.3f} s", target)
     single("database size with 1M rows", f"{u['db_mib']:.0f} MiB")
     e = report["errors"]
-    ok = e["direct"] == 0 and e["layers"] == 0 and e["unrecorded"] == 0
+    ok = e["direct"] == 0 and e["layers"] == 0 and e.get("floor", 0) == 0
+    ok = ok and e["unrecorded"] == 0
     rows.append(
         (
             "errors (non-2xx, socket, stream)",
             str(e["direct"]),
+            str(e.get("floor", "")),
             str(e["layers"]),
             "",
             _verdict(ok, f"0 (warm-up and profile: {e['unrecorded']})"),
@@ -629,7 +649,7 @@ def render(report: dict[str, Any]) -> str:
 
     def line(row: tuple[str, ...]) -> str:
         cells = (
-            c.ljust(w) if i in (0, 4) else c.rjust(w)
+            c.ljust(w) if i in (0, 5) else c.rjust(w)
             for i, (c, w) in enumerate(zip(row, widths, strict=True))
         )
         return "  ".join(cells).rstrip()
@@ -672,12 +692,13 @@ def run(mode: Mode, profile_out: Path | None, profile_conc: int, keep: bool) -> 
     try:
         say_step("stub upstream, data home, project, key, credits")
         b.start_stub()
+        floor_port = b.start_floor()
         b.setup_home()
         port = free_port()
         daemon = b.start_daemon(port)
         b.first_completion(port, time.perf_counter() + 30)
         say_step(f"load: {mode.rounds} rounds, direct then through Layers (A B A B)")
-        raw = measure_load(b, port)
+        raw = measure_load(b, port, floor_port)
         report["raw"] = raw
         report.update(summarise_load(raw))
         report["rss"] = read_rss(daemon.pid)
@@ -700,7 +721,7 @@ def run(mode: Mode, profile_out: Path | None, profile_conc: int, keep: bool) -> 
                 for runs in raw[kind][name].values()
                 for r in runs
             )
-            for name in ("direct", "layers")
+            for name in ("direct", "layers", "floor")
         }
         report["errors"]["unrecorded"] = b.unrecorded_errors
         report["ledger"] = check_ledger(b)
