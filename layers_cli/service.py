@@ -19,7 +19,6 @@ from . import keys as keys_mod
 from .db import open_db, schema_version
 from .errors import InvalidRequest, NotFound
 from .pricing import MICRO_PER_CREDIT, charge, markup_for, parse_credits
-from .providers.base import Usage
 from .settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -263,6 +262,8 @@ class Layers:
                 model = self.catalog.get(row["model"])
             except NotFound:
                 return explanation
+            from .providers.base import Usage
+
             usage = Usage(
                 prompt_tokens=row["prompt_tokens"],
                 completion_tokens=row["completion_tokens"],
@@ -297,6 +298,8 @@ class Layers:
             if value < 0:
                 raise InvalidRequest(f"--{name} cannot be negative.", param=name)
         model = self.catalog.get(model_id)
+        from .providers.base import Usage
+
         usage = Usage(
             prompt_tokens=input + cached,
             completion_tokens=output,

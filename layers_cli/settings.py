@@ -8,7 +8,6 @@ data home, which is what makes tests trivial.
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -74,6 +73,8 @@ def _decimal(value: Any, name: str) -> Decimal:
 def _read_config(path: Path) -> dict[str, Any]:
     if not path.exists():
         return {}
+    import tomllib  # only when there is a file to parse
+
     try:
         with path.open("rb") as fh:
             return tomllib.load(fh)

@@ -46,7 +46,17 @@ class State:
 
 
 class LayersGroup(TyperGroup):
-    """The root group: turns a `LayersError` into a message and an exit code."""
+    """The root group: turns a `LayersError` into a message and an exit code.
+
+    typer builds it with every subcommand in place, so it is also where each parameter gets
+    its pydantic-free coercion (see `coerce`).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        from .coerce import install
+
+        install(self)
 
     def invoke(self, ctx: typer.Context) -> Any:
         try:
@@ -122,6 +132,9 @@ _register()
 
 def main() -> None:
     """Console-script entry point: always called `layers`, whatever the launcher."""
+    from . import render
+
+    render.lighten_typer_help()
     if os.environ.get(COMPLETE_VAR):
         from .completion import enable_runtime
 

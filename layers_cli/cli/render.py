@@ -3,25 +3,32 @@
 Data (tables, ``--json``, secrets) goes to stdout so it can be piped; notes, warnings and
 errors go to stderr. Cell values are rendered as plain `Text`, never as markup, so a project
 named ``[red]`` prints as itself.
+
+rich is imported by the functions that draw, not at module level: ``--json``, ``--csv`` and
+`plain` output never load it (importing `rich.console` costs ~30 ms of start-up).
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import importlib.util
 import json
 import os
 import sys
+import types
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
-from typing import Any
-
-from rich import box
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from ..errors import LayersError
+
+if TYPE_CHECKING:
+    from importlib.machinery import ModuleSpec
+    from types import ModuleType
+
+    from rich.console import Console
+    from rich.text import Text
 
 NONE = "–"
 
@@ -31,6 +38,8 @@ def _console(stderr: bool = False) -> Console:
 
     Off a terminal, lines are not wrapped at 80 columns: piped output stays greppable.
     """
+    from rich.console import Console
+
     stream = sys.stderr if stderr else sys.stdout
     tty = hasattr(stream, "isatty") and stream.isatty()
     width = None if tty else int(os.environ.get("COLUMNS") or 200)
@@ -38,6 +47,8 @@ def _console(stderr: bool = False) -> Console:
 
 
 def _text(value: Any) -> Text:
+    from rich.text import Text
+
     if isinstance(value, Text):
         return value
     if value is None:
@@ -72,6 +83,8 @@ def percent(value: Decimal) -> str:
 
 
 def styled(text: str, style: str) -> Text:
+    from rich.text import Text
+
     return Text(text, style=style)
 
 
@@ -109,6 +122,9 @@ def table(
     empty: str | None = None,
 ) -> None:
     """A simple table; ``right`` names the columns to right-align (numbers)."""
+    from rich import box
+    from rich.table import Table
+
     rows = list(rows)
     if not rows and empty:
         note(empty)
@@ -125,6 +141,8 @@ def table(
 
 def fields(pairs: Iterable[tuple[str, Any]], *, title: str | None = None) -> None:
     """A two-column ``name  value`` listing for `show`-style commands."""
+    from rich.table import Table
+
     t = Table(box=None, show_header=False, title=title, title_justify="left", pad_edge=False)
     t.add_column("field", style="bold", no_wrap=True)
     t.add_column("value", overflow="fold")
@@ -147,22 +165,109 @@ def plain(text: str) -> None:
 
 
 def note(text: str) -> None:
+    from rich.text import Text
+
     _console(stderr=True).print(Text(text, style="dim"), soft_wrap=True)
 
 
 def success(text: str) -> None:
+    from rich.text import Text
+
     _console(stderr=True).print(Text(text, style="green"), soft_wrap=True)
 
 
 def warn(text: str) -> None:
+    from rich.text import Text
+
     _console(stderr=True).print(Text(f"Warning: {text}", style="yellow"), soft_wrap=True)
 
 
 def error(exc: LayersError | str, hint: str | None = None) -> None:
     """``Error: message`` and, on the next line, what to do about it."""
+    from rich.text import Text
+
     message = exc.message if isinstance(exc, LayersError) else exc
     hint = exc.hint if isinstance(exc, LayersError) else hint
     console = _console(stderr=True)
     console.print(Text.assemble(("Error: ", "bold red"), message), soft_wrap=True)
     if hint:
         console.print(Text(hint, style="yellow"), soft_wrap=True)
+
+
+# -- typer's help -------------------------------------------------------------------------
+#
+# typer draws `--help` and usage errors with rich in `typer.rich_utils`, which imports
+# `rich.markdown` (markdown-it) and `rich.traceback` (pygments, attrs) at module level, for
+# markdown help text and pretty tracebacks. `layers` uses neither on those paths, and the two
+# imports cost ~60 ms of a ~250 ms `layers --help`. `lighten_typer_help` makes typer import that
+# module with stand-ins for the two classes, which load the real ones if ever called.
+
+
+class _Markdown:
+    """Stands in for `rich.markdown.Markdown` (typer uses it in ``markdown`` markup mode)."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        from rich.markdown import Markdown
+
+        return Markdown(*args, **kwargs)
+
+
+class _Traceback:
+    """Stands in for `rich.traceback.Traceback` (typer's pretty exceptions)."""
+
+    @classmethod
+    def from_exception(cls, *args: Any, **kwargs: Any) -> Any:
+        from rich.traceback import Traceback
+
+        return Traceback.from_exception(*args, **kwargs)
+
+
+_STAND_INS = {"rich.markdown": ("Markdown", _Markdown), "rich.traceback": ("Traceback", _Traceback)}
+
+
+class _LightLoader:
+    """Runs the real loader of `typer.rich_utils` with the stand-ins in `sys.modules`."""
+
+    def __init__(self, loader: Any) -> None:
+        self.loader = loader
+
+    def __getattr__(self, name: str) -> Any:  # get_source, get_filename, … for tracebacks
+        return getattr(self.loader, name)
+
+    def create_module(self, spec: ModuleSpec) -> ModuleType | None:
+        return self.loader.create_module(spec)  # type: ignore[no-any-return]
+
+    def exec_module(self, module: ModuleType) -> None:
+        placed = {}
+        for name, (attr, stand_in) in _STAND_INS.items():
+            if name not in sys.modules:  # already imported for real: nothing to save
+                placed[name] = types.ModuleType(name)
+                setattr(placed[name], attr, stand_in)
+        sys.modules.update(placed)
+        try:
+            self.loader.exec_module(module)
+        finally:
+            for name, stand_in_module in placed.items():
+                if sys.modules.get(name) is stand_in_module:
+                    del sys.modules[name]
+
+
+class _LightFinder:
+    """A `sys.meta_path` entry that only answers for `typer.rich_utils`, once."""
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> ModuleSpec | None:
+        if fullname != "typer.rich_utils":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(fullname)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _LightLoader(spec.loader)  # type: ignore[assignment]
+        return spec
+
+
+def lighten_typer_help() -> None:
+    """Have typer's rich help import without `rich.markdown` and `rich.traceback` (see above)."""
+    if "typer.rich_utils" not in sys.modules and not any(
+        isinstance(finder, _LightFinder) for finder in sys.meta_path
+    ):
+        sys.meta_path.insert(0, _LightFinder())
