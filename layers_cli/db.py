@@ -13,11 +13,12 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-
-from sqlite_utils import Database
+from typing import TYPE_CHECKING
 
 from .errors import DatabaseError
-from .migrations import MIGRATIONS
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -48,15 +49,23 @@ def parse_date(text: str, flag: str, forms: str) -> datetime:
 
 
 def known_migrations() -> list[str]:
+    from .migrations import MIGRATIONS
+
     return [m.name for m in MIGRATIONS._migrations]
 
 
 def schema_version(db: Database) -> int:
+    from .migrations import MIGRATIONS
+
     return len(MIGRATIONS.applied(db))
 
 
 def open_db(path: Path, *, migrate: bool = True) -> Database:
     """Open (creating if needed) the database at ``path`` and bring its schema up to date."""
+    from sqlite_utils import Database  # imported here: commands that never open it skip it
+
+    from .migrations import MIGRATIONS
+
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
     try:

@@ -12,12 +12,13 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
-
-from sqlite_utils import Database
+from typing import TYPE_CHECKING, Any
 
 from .db import immediate, iso, now_iso, parse_date
 from .errors import AuthenticationError, Conflict, InvalidRequest, NotFound
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
 
 KIND_PREFIX = {"live": "lyr_live_", "test": "lyr_test_"}
 RANDOM_BYTES = 32

@@ -19,13 +19,14 @@ import os
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-from sqlite_utils import Database
+from typing import TYPE_CHECKING, Any
 
 from .db import immediate, now_iso
 from .errors import BudgetExceeded, InsufficientCredits, InvalidRequest, NotFound
 from .pricing import format_credits
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
 
 AlsoFn = Callable[[sqlite3.Connection], None]
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
-
-from sqlite_utils import Database
+from typing import TYPE_CHECKING, Any
 
 from .db import immediate, now_iso
 from .errors import Conflict, InvalidRequest, NotFound
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
 
 DEFAULT_PROJECT = "default"
 
