@@ -23,9 +23,14 @@ _IDLE = (
     ("_worker", "concurrent/futures/thread.py"),
     ("wait", "threading.py"),
     ("get", "queue.py"),
+    # uvloop: the loop's own C code waiting in epoll shows as this Python frame
+    ("Runner.run", "asyncio/runners.py"),
+    # the database thread blocked on its queue (SimpleQueue.get is C)
+    ("DatabaseThread._serve", "layers_cli/dbthread.py"),
 )
 _PACKAGES = (
     "layers_cli", "starlette", "uvicorn", "h11", "httpx", "httpcore", "anyio", "sqlite_utils",
+    "aiohttp", "multidict", "yarl",
     "asyncio", "json", "pydantic", "typer", "concurrent", "threading", "contextlib", "logging",
 )  # fmt: skip
 
