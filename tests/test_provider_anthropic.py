@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import ssl
 import uuid
 from typing import Any
 
@@ -31,7 +30,6 @@ from tests.fakes import Failure, FakeState
 from tests.fakes.anthropic import answer, create_app, sign
 from tests.support.servers import serve_app
 
-SSL_CONTEXT = ssl.create_default_context()  # built once: a fresh one per client costs ~30 ms
 CAPS = frozenset({"text", "vision", "tools", "json", "stream", "cache", "thinking"})
 WEATHER = {
     "type": "function",
@@ -96,7 +94,7 @@ def run(
     """One adapter call; a stream returns ``(chunks, error)`` so partial output is visible."""
 
     async def go() -> Any:
-        async with HTTPClient(ssl=SSL_CONTEXT) as http:
+        async with HTTPClient() as http:
             call = UpstreamCall(
                 body={"model": f"anthropic/{upstream}", **body},
                 model=make_model(upstream),

@@ -12,7 +12,6 @@ stream that keeps sending is never cut off), not the whole exchange.
 
 from __future__ import annotations
 
-import ssl as _ssl
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -113,11 +112,9 @@ class HTTPClient:
         self,
         *,
         timeout: float = 120.0,
-        ssl: _ssl.SSLContext | None = None,
         max_connections: int = 200,
     ) -> None:
         self.timeout = timeout
-        self._ssl = ssl
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         self._proxies: dict[tuple[str, str], str | None] = {}
@@ -129,7 +126,6 @@ class HTTPClient:
         if self._session is None:
             connector = aiohttp.TCPConnector(
                 limit=self._max_connections,
-                ssl=self._ssl if self._ssl is not None else True,
                 ttl_dns_cache=300,
             )
             # No trust_env: aiohttp would then re-read ~/.netrc and the proxy variables on
