@@ -120,3 +120,75 @@ def m001_initial(db: Database) -> None:
     db.execute(
         "INSERT INTO account (id, created_at) VALUES (1, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))"
     )
+
+
+# The cells of the usage rollup: one row per UTC hour × project × key × model × status.
+_CELL = ("hour", "project_id", "key_id", "model", "status")
+_SUMS = (
+    "prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens",
+    "reasoning_tokens", "images", "base_micro", "credits_micro",
+)  # fmt: skip
+
+
+def _rollup_add(row: str, sign: str) -> list[str]:
+    """Trigger statements adding (``+``) or removing (``-``) request ``row`` (NEW/OLD)."""
+    values = {
+        "hour": f"substr({row}.created_at, 1, 13)",
+        **{c: f"{row}.{c}" for c in _CELL[1:]},
+    }
+    match = " AND ".join(f"{c} IS {values[c]}" for c in _CELL)
+    sums = ", ".join(f"{c} = {c} {sign} {row}.{c}" for c in _SUMS)
+    statements = [f"UPDATE usage_rollup SET requests = requests {sign} 1, {sums} WHERE {match};"]
+    if sign == "+":
+        columns = ", ".join([*_CELL, "requests", *_SUMS])
+        selected = ", ".join([*(values[c] for c in _CELL), "1", *(f"{row}.{c}" for c in _SUMS)])
+        statements.append(
+            f"INSERT INTO usage_rollup ({columns}) SELECT {selected}"
+            f" WHERE NOT EXISTS (SELECT 1 FROM usage_rollup WHERE {match});"
+        )
+    else:
+        statements.append(f"DELETE FROM usage_rollup WHERE {match} AND requests = 0;")
+    return statements
+
+
+@MIGRATIONS()
+def m002_usage_rollup(db: Database) -> None:
+    """Hourly usage totals kept by triggers, so usage reports read thousands of rollup rows
+    instead of every request. Triggers (not application code) keep it, so no writer of
+    `requests` (the gateway, a bulk import, a manual DELETE or UPDATE) can make it disagree,
+    with one exception: REPLACE's implicit delete fires the delete trigger only under
+    ``PRAGMA recursive_triggers`` (see `requestlog.insert`)."""
+    sums = ",\n            ".join(f"{c} INTEGER NOT NULL DEFAULT 0" for c in _SUMS)
+    db.execute(
+        f"""
+        CREATE TABLE usage_rollup (
+            hour TEXT NOT NULL,  -- substr(requests.created_at, 1, 13): 2026-11-30T14 (UTC)
+            project_id INTEGER,
+            key_id TEXT,
+            model TEXT,
+            status TEXT NOT NULL,
+            requests INTEGER NOT NULL DEFAULT 0,
+            {sums}
+        )
+        """
+    )
+    # not UNIQUE: NULL project/key/model never conflict; the triggers match cells with IS
+    db.execute(f"CREATE INDEX usage_rollup_cell ON usage_rollup({', '.join(_CELL)})")
+    columns = ", ".join([*_CELL, "requests", *_SUMS])
+    db.execute(
+        f"INSERT INTO usage_rollup ({columns})"
+        f" SELECT substr(created_at, 1, 13), project_id, key_id, model, status, COUNT(*),"
+        f" {', '.join(f'SUM({c})' for c in _SUMS)}"
+        " FROM requests GROUP BY 1, 2, 3, 4, 5"
+    )
+    watched = ", ".join(["created_at", *_CELL[1:], *_SUMS])
+    for name, event, body in (
+        ("insert", "INSERT", _rollup_add("NEW", "+")),
+        ("delete", "DELETE", _rollup_add("OLD", "-")),
+        ("update", f"UPDATE OF {watched}", _rollup_add("OLD", "-") + _rollup_add("NEW", "+")),
+    ):
+        db.execute(
+            f"CREATE TRIGGER requests_rollup_{name} AFTER {event} ON requests BEGIN\n"
+            + "\n".join(body)
+            + "\nEND"
+        )
