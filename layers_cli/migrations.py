@@ -130,25 +130,34 @@ _SUMS = (
 )  # fmt: skip
 
 
+# The unique key of a cell; NULL project/key/model made comparable (NULLs never conflict).
+_CELL_KEY = "hour, ifnull(project_id, -1), ifnull(key_id, ''), ifnull(model, ''), status"
+
+
 def _rollup_add(row: str, sign: str) -> list[str]:
     """Trigger statements adding (``+``) or removing (``-``) request ``row`` (NEW/OLD)."""
     values = {
         "hour": f"substr({row}.created_at, 1, 13)",
         **{c: f"{row}.{c}" for c in _CELL[1:]},
     }
-    match = " AND ".join(f"{c} IS {values[c]}" for c in _CELL)
-    sums = ", ".join(f"{c} = {c} {sign} {row}.{c}" for c in _SUMS)
-    statements = [f"UPDATE usage_rollup SET requests = requests {sign} 1, {sums} WHERE {match};"]
-    if sign == "+":
+    if sign == "+":  # one upsert: a single probe of the unique cell index
         columns = ", ".join([*_CELL, "requests", *_SUMS])
         selected = ", ".join([*(values[c] for c in _CELL), "1", *(f"{row}.{c}" for c in _SUMS)])
-        statements.append(
-            f"INSERT INTO usage_rollup ({columns}) SELECT {selected}"
-            f" WHERE NOT EXISTS (SELECT 1 FROM usage_rollup WHERE {match});"
-        )
-    else:
-        statements.append(f"DELETE FROM usage_rollup WHERE {match} AND requests = 0;")
-    return statements
+        sums = ", ".join(f"{c} = {c} + excluded.{c}" for c in _SUMS)
+        return [
+            f"INSERT INTO usage_rollup ({columns}) VALUES ({selected})"
+            f" ON CONFLICT({_CELL_KEY}) DO UPDATE SET requests = requests + 1, {sums};"
+        ]
+    match = (
+        f"hour = {values['hour']} AND ifnull(project_id, -1) = ifnull({row}.project_id, -1)"
+        f" AND ifnull(key_id, '') = ifnull({row}.key_id, '')"
+        f" AND ifnull(model, '') = ifnull({row}.model, '') AND status = {row}.status"
+    )
+    sums = ", ".join(f"{c} = {c} - {row}.{c}" for c in _SUMS)
+    return [
+        f"UPDATE usage_rollup SET requests = requests - 1, {sums} WHERE {match};",
+        f"DELETE FROM usage_rollup WHERE {match} AND requests = 0;",
+    ]
 
 
 @MIGRATIONS()
@@ -157,7 +166,7 @@ def m002_usage_rollup(db: Database) -> None:
     instead of every request. Triggers (not application code) keep it, so no writer of
     `requests` (the gateway, a bulk import, a manual DELETE or UPDATE) can make it disagree,
     with one exception: REPLACE's implicit delete fires the delete trigger only under
-    ``PRAGMA recursive_triggers`` (see `requestlog.insert`)."""
+    ``PRAGMA recursive_triggers``, so `requestlog.insert` rewrites a row with an upsert."""
     sums = ",\n            ".join(f"{c} INTEGER NOT NULL DEFAULT 0" for c in _SUMS)
     db.execute(
         f"""
@@ -172,8 +181,7 @@ def m002_usage_rollup(db: Database) -> None:
         )
         """
     )
-    # not UNIQUE: NULL project/key/model never conflict; the triggers match cells with IS
-    db.execute(f"CREATE INDEX usage_rollup_cell ON usage_rollup({', '.join(_CELL)})")
+    db.execute(f"CREATE UNIQUE INDEX usage_rollup_cell ON usage_rollup({_CELL_KEY})")
     columns = ", ".join([*_CELL, "requests", *_SUMS])
     db.execute(
         f"INSERT INTO usage_rollup ({columns})"

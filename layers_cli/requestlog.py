@@ -18,12 +18,13 @@ import re
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
-
-from sqlite_utils import Database
+from typing import TYPE_CHECKING, Any
 
 from .db import immediate, iso, parse_date
 from .errors import InvalidRequest, NotFound
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
 
 COLUMNS = [
     "id",
@@ -56,8 +57,12 @@ COLUMNS = [
     "error",
 ]
 _INSERT = (
-    f"INSERT OR REPLACE INTO requests ({', '.join(COLUMNS)})"
-    f" VALUES ({', '.join('?' * len(COLUMNS))})"
+    f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+    # a row written again under the same id replaces the first; as an UPDATE, so the
+    # rollup's update trigger moves its totals (REPLACE's hidden delete fires no trigger
+    # unless recursive_triggers is on)
+    " ON CONFLICT(id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS if c != "id")
 )
 GROUPINGS = {
     "day": "substr(s.hour, 1, 10)",
@@ -111,10 +116,6 @@ class RequestRow:
 
 
 def insert(conn: sqlite3.Connection, row: RequestRow) -> None:
-    # A row written again under the same id replaces the first. REPLACE's implicit delete
-    # fires the rollup's delete trigger only under PRAGMA recursive_triggers (sqlite-utils
-    # sets it, a bare connection does not), so delete explicitly: never counted twice.
-    conn.execute("DELETE FROM requests WHERE id = ?", (row.id,))
     conn.execute(_INSERT, row.values())
     if row.key_id:
         conn.execute(

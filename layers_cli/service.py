@@ -198,8 +198,19 @@ class Layers:
     def recover_holds(self, all_processes: bool = False) -> list[ledger.Hold]:
         return ledger.recover(self.db, all_processes=all_processes)
 
-    def verify_ledger(self) -> dict[str, Any]:
-        return ledger.verify(self.db)
+    def verify_ledger(self, rebuild_usage: bool = False) -> dict[str, Any]:
+        """The ledger's running totals and the usage rollup, each against its rows;
+        ``rebuild_usage`` first recomputes the rollup (it holds no money)."""
+        if rebuild_usage:
+            requestlog.rebuild_rollup(self.db)
+        totals = ledger.verify(self.db)
+        rollup = requestlog.check_rollup(self.db)
+        return {
+            **totals,
+            "ok": totals["ok"] and rollup["ok"],
+            "totals_ok": totals["ok"],
+            "usage_rollup": rollup,
+        }
 
     def bootstrap(self) -> dict[str, Any]:
         """Make a fresh home usable with no other step: a default project, one key

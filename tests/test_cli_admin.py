@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from layers_cli import ledger
+from layers_cli import ledger, requestlog
 from layers_cli.cli import app
+from layers_cli.db import immediate
 from tests.support import cli as cli_support
 from tests.support.cli import run
 
@@ -106,7 +107,26 @@ def test_ledger_verify_ok_and_mismatch(svc):
         svc.db.conn.execute("UPDATE account SET entries_micro = entries_micro + 1")
     result = run("ledger", "verify")
     assert result.exit_code == 1
-    assert "disagree" in result.stderr
+    assert "running totals disagree" in result.stderr
+
+
+def test_ledger_verify_checks_and_rebuilds_the_usage_totals(svc):
+    row = requestlog.RequestRow(
+        id="req_x", created_at="2026-11-30T14:05:00.000Z", endpoint="chat", credits_micro=5
+    )
+    with immediate(svc.db) as conn:
+        requestlog.insert(conn, row)
+    assert run("ledger", "verify").exit_code == 0
+    with svc.db.conn:  # damage the rollup only
+        svc.db.conn.execute("UPDATE usage_rollup SET credits_micro = credits_micro + 1")
+    result = run("ledger", "verify")
+    assert result.exit_code == 1
+    assert "usage totals disagree" in result.stderr and "2026-11-30T14" in result.stderr
+    assert "--rebuild-usage" in result.stderr
+    assert json.loads(run("ledger", "verify", "--json").stdout)["totals_ok"] is True
+    repaired = run("ledger", "verify", "--rebuild-usage")
+    assert repaired.exit_code == 0 and "usage totals match" in repaired.stdout
+    assert run("usage", "--json").stdout and svc.usage()["total"]["credits_micro"] == 5
 
 
 def _dead_pid() -> int:

@@ -118,22 +118,37 @@ def recover(
 
 
 @ledger_app.command()
-def verify(ctx: typer.Context, json: bool = JSON) -> None:
-    """Recompute the balance from every ledger row and check the running totals."""
-    result = ctx.obj.service.verify_ledger()
+def verify(
+    ctx: typer.Context,
+    rebuild_usage: bool = typer.Option(
+        False, "--rebuild-usage", help="First recompute the usage totals from the request rows."
+    ),
+    json: bool = JSON,
+) -> None:
+    """Recompute the balance from every ledger row, and usage from every request row."""
+    result = ctx.obj.service.verify_ledger(rebuild_usage=rebuild_usage)
     if json:
         render.json_out(result)
     elif result["ok"]:
         render.line(
             f"Ledger OK: entries {format_credits(result['entries_micro'])} credits, "
-            f"open holds {format_credits(result['held_micro'])} credits."
+            f"open holds {format_credits(result['held_micro'])} credits; usage totals match "
+            "the request rows."
         )
-    if not result["ok"]:
+    if not result["totals_ok"]:
         render.error(
             "The ledger's running totals disagree with its rows: entries "
             f"{result['entries_micro']} vs {result['cached_entries_micro']} µcredits, holds "
             f"{result['held_micro']} vs {result['cached_held_micro']} µcredits.",
             hint="Stop `layers serve`, back up layers.db and report this; do not top up meanwhile.",
+        )
+        raise typer.Exit(1)
+    if not result["usage_rollup"]["ok"]:
+        cells = result["usage_rollup"]["mismatched_cells"]
+        render.error(
+            f"The usage totals disagree with the request rows in {len(cells)} hour(s) "
+            f"(first: {cells[0]['hour']}). Credits are not affected.",
+            hint="Run `layers ledger verify --rebuild-usage` to recompute them.",
         )
         raise typer.Exit(1)
 
