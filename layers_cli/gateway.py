@@ -199,8 +199,12 @@ class Gateway:
         authorization = ctx.authorization
 
         def _hold(db: Any) -> ledger.Hold:
+            current = principal
             if authorization and keys.hash_secret(authorization) not in self._principals:
-                self._remember(authorization, keys.verify(db, authorization))  # or 401
+                current = keys.verify(db, authorization)  # forgotten: changed since; or 401
+                self._remember(authorization, current)
+            # `current` was read with no commit by another process since (else forgotten),
+            # so its budgets are the database's
             return ledger.hold(
                 db,
                 worst,
@@ -209,6 +213,8 @@ class Gateway:
                 project_id=principal.project_id,
                 key_name=principal.key_label or principal.prefix,
                 project_name=principal.project_name,
+                budgets=current.budget_micro is not None
+                or current.project_budget_micro is not None,
             )
 
         ctx.hold = await self.db(_hold)

@@ -152,8 +152,12 @@ def hold(
     project_id: int | None = None,
     key_name: str | None = None,
     project_name: str | None = None,
+    budgets: bool = True,
 ) -> Hold:
-    """Reserve ``amount`` micro-credits for ``request_id``, or refuse with 402."""
+    """Reserve ``amount`` micro-credits for ``request_id``, or refuse with 402.
+
+    ``budgets=False`` skips the budget query when the caller knows, from a key read since
+    the last change to the database, that neither the key nor its project has a budget."""
     if amount < 0:
         raise InvalidRequest("A hold cannot be negative.")
     with immediate(db) as conn:
@@ -171,7 +175,7 @@ def hold(
                     balance=format_credits(available),
                     required=format_credits(amount),
                 )
-            if key_id is not None or project_id is not None:
+            if budgets and (key_id is not None or project_id is not None):
                 _check_budgets(
                     conn,
                     key_id,

@@ -73,15 +73,19 @@ def test_key_budget_once_spent_gives_402_naming_it(gw):
 
 def test_project_budget(tmp_path):
     with running_gateway(tmp_path / "pb") as gw:
+        # a request first: the gateway now remembers a key with no budget anywhere
+        gw.client().chat.completions.create(model="openai/gpt-4o", messages=HELLO, max_tokens=5)
         svc = gw.service()
         svc.set_project_budget("playground", "0.01")
         svc.close()
+        before = gw.balance_micro()
         with pytest.raises(openai.APIStatusError) as err:
             gw.client().chat.completions.create(
                 model="openai/gpt-4o", messages=HELLO, max_tokens=1000
             )
         assert err.value.body["budget"] == "project"
         assert "playground" in err.value.body["message"]
+        assert gw.balance_micro() == before
 
 
 def test_reasoning_streams_before_text_and_is_counted(gw):
