@@ -8,9 +8,8 @@ empty ``data``, and ``data: [DONE]`` at the end.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
-
-import anyio
 
 from ..jsoncodec import dumps
 
@@ -37,36 +36,27 @@ class SSEResponse:
         await send({"type": "http.response.start", "status": 200, "headers": raw_headers})
         completed = False
 
-        async with anyio.create_task_group() as tg:
+        async def pump() -> None:
+            nonlocal completed
+            async for event in self.stream.events():
+                await send({"type": "http.response.body", "body": frame(event), "more_body": True})
+            await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
+            completed = True
 
-            async def pump() -> None:
-                nonlocal completed
-                try:
-                    async for event in self.stream.events():
-                        await send(
-                            {"type": "http.response.body", "body": frame(event), "more_body": True}
-                        )
-                    await send(
-                        {
-                            "type": "http.response.body",
-                            "body": b"data: [DONE]\n\n",
-                            "more_body": False,
-                        }
-                    )
-                    completed = True
-                finally:
-                    tg.cancel_scope.cancel()
+        async def watch_disconnect() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
 
-            async def watch_disconnect() -> None:
-                while True:
-                    message = await receive()
-                    if message["type"] == "http.disconnect":
-                        break
-                tg.cancel_scope.cancel()
-
-            tg.start_soon(pump)
-            tg.start_soon(watch_disconnect)
-
-        if not completed:
-            with anyio.CancelScope(shield=True):
-                await self.stream.abort()
+        # plain asyncio tasks: an anyio task group per stream cost more than the frames
+        pumping = asyncio.ensure_future(pump())
+        watching = asyncio.ensure_future(watch_disconnect())
+        try:
+            await asyncio.wait((pumping, watching), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (pumping, watching):
+                task.cancel()
+            await asyncio.gather(pumping, watching, return_exceptions=True)
+            if not completed:
+                await asyncio.shield(self.stream.abort())
+        if pumping.done() and not pumping.cancelled() and pumping.exception() is not None:
+            raise pumping.exception()  # type: ignore[misc]
