@@ -563,7 +563,7 @@ def _completion(
 
 
 class ChatStream:
-    """A started stream: iterate `events()` for OpenAI chunk dicts; `abort()` when the client
+    """A started stream: iterate `batches()` for OpenAI chunk dicts; `abort()` when the client
     went away. Exactly one settlement happens, whichever way the stream ends."""
 
     def __init__(
@@ -598,16 +598,20 @@ class ChatStream:
         async for chunk in self.iterator:
             yield chunk
 
-    async def events(self) -> AsyncIterator[dict[str, Any]]:
+    async def batches(self) -> AsyncIterator[tuple[list[dict[str, Any]], bool]]:
+        """OpenAI chunk dicts, grouped as they become ready: the events of one upstream
+        chunk, then the closing events; ``True`` marks the last group. A group is one write
+        to the client (one syscall instead of one per event)."""
         usage: Usage | None = None
         extra: dict[str, Any] = {}
         metadata: dict[str, Any] | None = None
         try:
             async for chunk in self._chunks():
-                for event in self.renderer.render(chunk):
+                events = list(self.renderer.render(chunk))
+                if events:
                     if self.ctx.ttft_ms is None:
                         self.ctx.ttft_ms = self.ctx.elapsed_ms
-                    yield event
+                    yield events, False
                 if chunk.usage is not None:
                     usage = chunk.usage
                 if chunk.extra:
@@ -618,7 +622,7 @@ class ChatStream:
             if not self.finished:
                 self.finished = True
                 await self.gateway.fail(self.ctx, exc)
-            yield exc.to_body(self.ctx.request_id)
+            yield [exc.to_body(self.ctx.request_id)], True
             return
         if self.finished:
             return
@@ -629,8 +633,7 @@ class ChatStream:
             self.ctx, usage, finish_reason=self.renderer.finish_reason or "stop"
         )
         layers = self.gateway.layers_object(self.ctx, charged, balance, usage.estimated)
-        for event in self.renderer.final(usage, layers, extra, metadata):
-            yield event
+        yield list(self.renderer.final(usage, layers, extra, metadata)), True
 
     def _estimate(self) -> Usage:
         return Usage(

@@ -75,5 +75,6 @@ def register(app: typer.Typer) -> None:
             access_log=False,
             # the gateway trusts no X-Forwarded-* header (and skips the middleware per request)
             proxy_headers=False,
+            server_header=False,  # no "server: uvicorn" on every response
         )
         uvicorn.Server(config).run()

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     from ..gateway import ChatStream
 
 
+_DONE = b"data: [DONE]\n\n"
+
+
 def frame(event: dict[str, Any]) -> bytes:
     return b"data: " + dumps(event) + b"\n\n"
 
@@ -38,9 +41,14 @@ class SSEResponse:
 
         async def pump() -> None:
             nonlocal completed
-            async for event in self.stream.events():
-                await send({"type": "http.response.body", "body": frame(event), "more_body": True})
-            await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
+            async for events, last in self.stream.batches():
+                body = b"".join(frame(event) for event in events)
+                if last:  # the closing events and the end marker leave in one write
+                    await send({"type": "http.response.body", "body": body + _DONE})
+                    completed = True
+                    return
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+            await send({"type": "http.response.body", "body": _DONE})
             completed = True
 
         async def watch_disconnect() -> None:
