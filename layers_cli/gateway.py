@@ -15,7 +15,7 @@ import asyncio
 import random
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -23,6 +23,7 @@ from . import keys, ledger, requestlog, validation
 from .db import immediate, now_iso
 from .dbthread import DatabaseThread
 from .errors import AuthenticationError, LayersError, ProviderError, ProviderRateLimited
+from .keycache import RememberedKeys
 from .limits import LimitState, RateLimiter
 from .pricing import charge_micro, micro_to_credits, micro_to_usd, quote_micro
 from .providers import get_adapter
@@ -33,6 +34,7 @@ from .tokens import estimate_messages_tokens, estimate_text_tokens
 
 if TYPE_CHECKING:
     from .catalog import ModelInfo
+    from .chatstream import ChatStream
     from .keys import Principal
     from .service import Layers
 
@@ -87,13 +89,14 @@ class Gateway:
         self.http: HTTPClient | None = None
         self.retry_base_delay = 0.25
         self._db_thread: DatabaseThread | None = None
-        self._principals: dict[str, Principal] = {}  # hash of the header → verified key
-        self._data_version: int | None = None
+        self.known_keys = RememberedKeys()
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> list[ledger.Hold]:
         self.http = HTTPClient(timeout=self.settings.upstream_timeout, max_connections=200)
-        self._db_thread = DatabaseThread(self.layers.db, before_batch=self._forget_keys_if_changed)
+        self._db_thread = DatabaseThread(
+            self.layers.db, before_batch=self.known_keys.forget_if_changed
+        )
         return await self.db(ledger.recover)
 
     async def stop(self) -> None:
@@ -114,40 +117,14 @@ class Gateway:
 
     # -- steps ---------------------------------------------------------------------------
     async def authenticate(self, authorization: str | None) -> Principal:
-        """The key behind the header, from memory when nothing changed since it was read.
-
-        A key verified once is remembered until another process (the CLI) commits to the
-        database: the database thread compares SQLite's ``data_version`` before every batch
-        and forgets every key when it moved, and the hold re-verifies a forgotten key, so a
-        revoked key is refused by the hold of any request that raced the revocation.
-        """
-        remembered = self.remembered(authorization)
+        """The key behind the header, from memory when nothing changed since it was read
+        (see `keycache`)."""
+        remembered = self.known_keys.get(authorization)
         if remembered is not None:
             return remembered
         principal = await self.db(keys.verify, authorization)
-        self._remember(authorization, principal)
+        self.known_keys.remember(authorization, principal)
         return principal
-
-    def remembered(self, authorization: str | None) -> Principal | None:
-        if not authorization:
-            return None
-        cached = self._principals.get(keys.hash_secret(authorization))
-        if cached is None or (cached.expires_at is not None and cached.expires_at <= now_iso()):
-            return None
-        return cached
-
-    def _remember(self, authorization: str | None, principal: Principal) -> None:
-        if authorization:
-            if len(self._principals) >= 10_000:
-                self._principals.clear()
-            self._principals[keys.hash_secret(authorization)] = principal
-
-    def _forget_keys_if_changed(self, db: Any) -> None:
-        """On the database thread, before each batch: did another connection commit?"""
-        version = db.conn.execute("PRAGMA data_version").fetchone()[0]
-        if version != self._data_version:
-            self._data_version = version
-            self._principals.clear()
 
     def route(
         self, model: ModelInfo, principal: Principal
@@ -200,9 +177,9 @@ class Gateway:
 
         def _hold(db: Any) -> ledger.Hold:
             current = principal
-            if authorization and keys.hash_secret(authorization) not in self._principals:
+            if authorization and not self.known_keys.knows(authorization):
                 current = keys.verify(db, authorization)  # forgotten: changed since; or 401
-                self._remember(authorization, current)
+                self.known_keys.remember(authorization, current)
             # `current` was read with no commit by another process since (else forgotten),
             # so its budgets are the database's
             return ledger.hold(
@@ -404,7 +381,7 @@ class Gateway:
         """Authenticate, validate and resolve the model (shared by every endpoint)."""
         body = validation.require_object(body)
         ctx.authorization = authorization
-        ctx.principal = self.remembered(authorization)
+        ctx.principal = self.known_keys.get(authorization)
         ctx.key_from_memory = ctx.principal is not None
         if ctx.principal is None:
             ctx.principal = await self.authenticate(authorization)
@@ -483,6 +460,8 @@ class Gateway:
             await self.admit_and_hold(ctx, chain, prompt, max_out)
 
             async def open_stream(adapter: Provider, call: UpstreamCall) -> ChatStream:
+                from .chatstream import ChatStream
+
                 iterator = adapter.stream(call).__aiter__()
                 try:
                     first = await iterator.__anext__()
@@ -560,99 +539,3 @@ def _completion(
     return completion_body(
         "chatcmpl-" + ctx.request_id[4:], int(time.time()), model_id, result, layers
     )
-
-
-class ChatStream:
-    """A started stream: iterate `batches()` for OpenAI chunk dicts; `abort()` when the client
-    went away. Exactly one settlement happens, whichever way the stream ends."""
-
-    def __init__(
-        self,
-        gateway: Gateway,
-        ctx: Ctx,
-        iterator: AsyncIterator[Chunk],
-        first: Chunk,
-        prompt_estimate: int,
-    ) -> None:
-        from .openai_shape import ChunkRenderer
-
-        self.gateway = gateway
-        self.ctx = ctx
-        self.iterator = iterator
-        self.first: Chunk | None = first
-        self.prompt_estimate = prompt_estimate
-        served = ctx.served_by or ctx.model
-        self.renderer = ChunkRenderer(
-            "chatcmpl-" + ctx.request_id[4:], int(time.time()), served.id if served else ""
-        )
-        self.finished = False
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return self.gateway.response_headers(self.ctx, None, None)
-
-    async def _chunks(self) -> AsyncIterator[Chunk]:
-        if self.first is not None:
-            first, self.first = self.first, None
-            yield first
-        async for chunk in self.iterator:
-            yield chunk
-
-    async def batches(self) -> AsyncIterator[tuple[list[dict[str, Any]], bool]]:
-        """OpenAI chunk dicts, grouped as they become ready: the events of one upstream
-        chunk, then the closing events; ``True`` marks the last group. A group is one write
-        to the client (one syscall instead of one per event)."""
-        usage: Usage | None = None
-        extra: dict[str, Any] = {}
-        metadata: dict[str, Any] | None = None
-        try:
-            async for chunk in self._chunks():
-                events = list(self.renderer.render(chunk))
-                if events:
-                    if self.ctx.ttft_ms is None:
-                        self.ctx.ttft_ms = self.ctx.elapsed_ms
-                    yield events, False
-                if chunk.usage is not None:
-                    usage = chunk.usage
-                if chunk.extra:
-                    extra.update(chunk.extra)
-                if chunk.provider_metadata:
-                    metadata = chunk.provider_metadata
-        except ProviderError as exc:
-            if not self.finished:
-                self.finished = True
-                await self.gateway.fail(self.ctx, exc)
-            yield [exc.to_body(self.ctx.request_id)], True
-            return
-        if self.finished:
-            return
-        self.finished = True
-        if usage is None:
-            usage = self._estimate()
-        charged, balance = await self.gateway.settle(
-            self.ctx, usage, finish_reason=self.renderer.finish_reason or "stop"
-        )
-        layers = self.gateway.layers_object(self.ctx, charged, balance, usage.estimated)
-        yield list(self.renderer.final(usage, layers, extra, metadata)), True
-
-    def _estimate(self) -> Usage:
-        return Usage(
-            prompt_tokens=self.prompt_estimate,
-            completion_tokens=estimate_text_tokens(self.renderer.generated_text),
-            estimated=True,
-        )
-
-    async def abort(self) -> None:
-        """The client disconnected: stop the upstream and bill what was generated."""
-        if self.finished:
-            return
-        self.finished = True
-        closer = getattr(self.iterator, "aclose", None)
-        if closer is not None:
-            try:
-                await closer()
-            except Exception:
-                pass
-        await self.gateway.settle(
-            self.ctx, self._estimate(), finish_reason="client_disconnect", status="cancelled"
-        )

@@ -294,11 +294,30 @@ async def send(
     """One non-streaming upstream request; transport failures become `ProviderError`s
     and a non-2xx answer raises the mapped error (``error_from`` lets a provider read its
     own error body). Returns the (read) response."""
+    response = await _exchange(provider, call, method, url, json, headers, params, stream=False)
+    if response.status_code >= 400:
+        raise error_from(response) if error_from else _mapped(provider, response)
+    return response
+
+
+async def _exchange(
+    provider: str,
+    call: UpstreamCall,
+    method: str,
+    url: str,
+    json: Any,
+    headers: dict[str, str] | None,
+    params: dict[str, str] | None,
+    *,
+    stream: bool,
+) -> Any:
+    """The HTTP exchange itself; transport failures become `ProviderError`s."""
     from .http import TransportError, TransportTimeout
 
     assert call.http is not None, "the gateway passes its shared HTTPClient"
+    exchange = call.http.stream if stream else call.http.request
     try:
-        response = await call.http.request(
+        return await exchange(
             method,
             url,
             json=json,
@@ -310,9 +329,6 @@ async def send(
         raise timeout_error(provider, call.timeout) from exc
     except TransportError as exc:
         raise connection_error(provider, exc) from exc
-    if response.status_code >= 400:
-        raise error_from(response) if error_from else _mapped(provider, response)
-    return response
 
 
 def _mapped(provider: str, response: Response) -> ProviderError:
@@ -341,20 +357,9 @@ async def open_stream(
     """
     from .http import TransportError, TransportTimeout
 
-    assert call.http is not None, "the gateway passes its shared HTTPClient"
-    try:
-        response = await call.http.stream(
-            "POST",
-            url,
-            json=json,
-            headers={**(headers or {}), **call.extra_headers},
-            params=params,
-            timeout=call.timeout,
-        )
-    except TransportTimeout as exc:
-        raise timeout_error(provider, call.timeout) from exc
-    except TransportError as exc:
-        raise connection_error(provider, exc) from exc
+    response: StreamingResponse = await _exchange(
+        provider, call, "POST", url, json, headers, params, stream=True
+    )
     if response.status_code >= 400:
         try:
             await response.aread()

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from ..jsoncodec import dumps
 
 if TYPE_CHECKING:
-    from ..gateway import ChatStream
+    from ..chatstream import ChatStream
 
 
 _DONE = b"data: [DONE]\n\n"

@@ -1,0 +1,56 @@
+"""Verified API keys remembered by the daemon, forgotten when the database changes.
+
+Verifying a key is a database read on the database thread for every request; remembering it
+saves that trip. A remembered key is only as good as the rows it was read from, so every
+key is forgotten as soon as another connection (the CLI revoking a key, changing a limit or
+a budget) has committed: the database thread compares SQLite's ``data_version`` before each
+batch (`forget_if_changed`). A hold re-verifies a key that was forgotten meanwhile, and a
+request refused for another reason re-checks its key first (see `Gateway.run`), so a revoked
+key is still told so.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .db import now_iso
+from .keys import hash_secret
+
+if TYPE_CHECKING:
+    from .keys import Principal
+
+MAX_REMEMBERED = 10_000
+
+
+class RememberedKeys:
+    def __init__(self) -> None:
+        self._by_hash: dict[str, Principal] = {}  # hash of the Authorization header → key
+        self._data_version: int | None = None
+
+    def get(self, authorization: str | None) -> Principal | None:
+        """The remembered key for this header, unless it has expired since."""
+        if not authorization:
+            return None
+        principal = self._by_hash.get(hash_secret(authorization))
+        if principal is None:
+            return None
+        if principal.expires_at is not None and principal.expires_at <= now_iso():
+            return None
+        return principal
+
+    def knows(self, authorization: str) -> bool:
+        return hash_secret(authorization) in self._by_hash
+
+    def remember(self, authorization: str | None, principal: Principal) -> None:
+        if not authorization:
+            return
+        if len(self._by_hash) >= MAX_REMEMBERED:
+            self._by_hash.clear()
+        self._by_hash[hash_secret(authorization)] = principal
+
+    def forget_if_changed(self, db: Any) -> None:
+        """On the database thread, before each batch: did another connection commit?"""
+        version = db.conn.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._data_version:
+            self._data_version = version
+            self._by_hash.clear()
