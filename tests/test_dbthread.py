@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 
@@ -23,38 +24,37 @@ def db(tmp_path):
     database.close()
 
 
-def _gate(worker: DatabaseThread) -> tuple[threading.Event, Callable[[], Awaitable[None]]]:
-    """Block the database thread until the event is set, so work queues up behind it and
-    runs as one batch."""
-    release = threading.Event()
+def run_as_one_batch(worker: DatabaseThread, make_ops: Callable[[], list[Awaitable[Any]]]):
+    """Hold the database thread, queue the work behind it, then let it all run as one batch;
+    returns each result or exception, in order."""
+    started, release = threading.Event(), threading.Event()
 
-    async def block() -> None:
-        await worker.run(release.wait)
+    def occupy_the_thread() -> None:
+        started.set()
+        release.wait()
 
-    return release, block
+    async def go() -> list[object]:
+        blocker = asyncio.ensure_future(worker.run(occupy_the_thread))
+        while not started.is_set():
+            await asyncio.sleep(0.001)
+        ops = [asyncio.ensure_future(op) for op in make_ops()]
+        await asyncio.sleep(0)  # every op runs up to its place in the queue
+        release.set()
+        await blocker
+        return await asyncio.gather(*ops, return_exceptions=True)
+
+    try:
+        return asyncio.run(go())
+    finally:
+        worker.stop()
 
 
 def test_a_burst_commits_together_and_a_refused_hold_changes_nothing(db, tmp_path):
     ledger.topup(db, 7_000_000)
     worker = DatabaseThread(db)
-    release, block = _gate(worker)
-
-    async def burst() -> list[object]:
-        blocker = asyncio.ensure_future(block())
-        await asyncio.sleep(0.05)  # the thread now waits inside `block`
-        holds = [
-            asyncio.ensure_future(worker.run(ledger.hold, db, 1_000_000, f"req_{i}"))
-            for i in range(20)
-        ]
-        await asyncio.sleep(0.05)  # all 20 queued behind the blocker
-        release.set()
-        await blocker
-        return await asyncio.gather(*holds, return_exceptions=True)
-
-    try:
-        results = asyncio.run(burst())
-    finally:
-        worker.stop()
+    results = run_as_one_batch(
+        worker, lambda: [worker.run(ledger.hold, db, 1_000_000, f"req_{i}") for i in range(20)]
+    )
     granted = [r for r in results if isinstance(r, ledger.Hold)]
     refused = [r for r in results if isinstance(r, InsufficientCredits)]
     assert len(granted) == 7 and len(refused) == 13
@@ -71,7 +71,6 @@ def test_a_burst_commits_together_and_a_refused_hold_changes_nothing(db, tmp_pat
 def test_a_failing_movement_rolls_back_only_itself(db):
     ledger.topup(db, 5_000_000)
     worker = DatabaseThread(db)
-    release, block = _gate(worker)
 
     def half_done_then_fail(database) -> None:
         with immediate(database) as conn:
@@ -81,23 +80,14 @@ def test_a_failing_movement_rolls_back_only_itself(db):
             )
             raise RuntimeError("boom after a write")
 
-    async def burst() -> list[object]:
-        blocker = asyncio.ensure_future(block())
-        await asyncio.sleep(0.05)
-        ops = [
-            asyncio.ensure_future(worker.run(ledger.hold, db, 1_000_000, "req_before")),
-            asyncio.ensure_future(worker.run(half_done_then_fail, db)),
-            asyncio.ensure_future(worker.run(ledger.hold, db, 1_000_000, "req_after")),
-        ]
-        await asyncio.sleep(0.05)
-        release.set()
-        await blocker
-        return await asyncio.gather(*ops, return_exceptions=True)
-
-    try:
-        before, failed, after = asyncio.run(burst())
-    finally:
-        worker.stop()
+    before, failed, after = run_as_one_batch(
+        worker,
+        lambda: [
+            worker.run(ledger.hold, db, 1_000_000, "req_before"),
+            worker.run(half_done_then_fail, db),
+            worker.run(ledger.hold, db, 1_000_000, "req_after"),
+        ],
+    )
     assert isinstance(before, ledger.Hold) and isinstance(after, ledger.Hold)
     assert isinstance(failed, RuntimeError) and "boom" in str(failed)
     assert db.conn.execute("SELECT COUNT(*) FROM ledger_entries").fetchone()[0] == 1
@@ -105,30 +95,20 @@ def test_a_failing_movement_rolls_back_only_itself(db):
     assert ledger.verify(db)["ok"]
 
 
-def test_a_batch_whose_commit_fails_reports_every_movement_as_lost(db, tmp_path):
+def test_a_batch_whose_commit_fails_reports_every_movement_as_lost(db):
     ledger.topup(db, 5_000_000)
     worker = DatabaseThread(db)
-    release, block = _gate(worker)
 
     def abort_the_transaction(database) -> None:
         database.conn.rollback()  # what SQLite does by itself on a full disk
 
-    async def burst() -> list[object]:
-        blocker = asyncio.ensure_future(block())
-        await asyncio.sleep(0.05)
-        ops = [
-            asyncio.ensure_future(worker.run(ledger.hold, db, 1_000_000, "req_lost")),
-            asyncio.ensure_future(worker.run(abort_the_transaction, db)),
-        ]
-        await asyncio.sleep(0.05)
-        release.set()
-        await blocker
-        return await asyncio.gather(*ops, return_exceptions=True)
-
-    try:
-        results = asyncio.run(burst())
-    finally:
-        worker.stop()
+    results = run_as_one_batch(
+        worker,
+        lambda: [
+            worker.run(ledger.hold, db, 1_000_000, "req_lost"),
+            worker.run(abort_the_transaction, db),
+        ],
+    )
     assert all(isinstance(r, DatabaseError) for r in results)
     assert "nothing was saved" in str(results[0])
     assert db.conn.execute("SELECT COUNT(*) FROM holds").fetchone()[0] == 0
