@@ -7,6 +7,10 @@ its own savepoint (`db.immediate` nests), so each is still all-or-nothing, but a
 concurrent requests pays for one commit and one wake-up of the event loop instead of one
 each. Results are handed back only after the commit, so a caller never acts on a hold or a
 charge that is not durable.
+
+Work run here writes through `db.immediate` and never commits or rolls back by itself: a
+batch whose transaction ended early is reported lost as a whole (that is how SQLite's own
+abort on a full disk or an I/O error is caught).
 """
 
 from __future__ import annotations
