@@ -30,8 +30,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 MAX_BATCH = 64
-CHECKPOINT_AFTER = 0.1  # seconds: how long writes accumulate before the log is copied back
-WAL_SIZE_LIMIT = 64 * 1024 * 1024  # bytes the log file keeps after a checkpoint
 
 # (work, future, loop) — or None, the signal to stop
 _Item = tuple[Callable[[], Any], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
@@ -39,16 +37,12 @@ _Item = tuple[Callable[[], Any], "asyncio.Future[Any]", asyncio.AbstractEventLoo
 
 class DatabaseThread:
     def __init__(
-        self,
-        db: Database,
-        before_batch: Callable[[Database], None] | None = None,
-        checkpoint_after: float = CHECKPOINT_AFTER,
+        self, db: Database, before_batch: Callable[[Database], None] | None = None
     ) -> None:
         self.db = db
         self._before_batch = before_batch
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._serve, name="layers-db", daemon=True)
-        self._checkpoints = Checkpointer(db, checkpoint_after)
         self._thread.start()
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -62,7 +56,6 @@ class DatabaseThread:
         """Finish what is queued, then end the thread."""
         self._queue.put(None)
         self._thread.join()
-        self._checkpoints.stop()
 
     # -- on the database thread ----------------------------------------------------------
     def _serve(self) -> None:
@@ -82,7 +75,6 @@ class DatabaseThread:
                     break
                 batch.append(more)
             self._deliver(batch, self._execute(batch))
-            self._checkpoints.wrote()
             if stopping:
                 return
 
@@ -141,55 +133,3 @@ def _resolve(results: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
             future.set_result(value)
         else:
             future.set_exception(value)
-
-
-class Checkpointer:
-    """Copies the write-ahead log back into the database file from a thread of its own.
-
-    SQLite's automatic checkpoint runs inside whichever commit makes the log pass 1,000
-    pages, so one request in every few dozen paid for copying and syncing them: that was
-    the p99 at one connection (measured on bench/: c=1 p99 ~6.5–7 ms with it, ~3.6–5 ms
-    without). Here the daemon's connection turns it off, and this thread runs a PASSIVE
-    checkpoint (it never blocks the writer or readers) ``after`` seconds after a batch was
-    written, so an idle daemon never wakes up for it.
-    """
-
-    def __init__(self, db: Database, after: float) -> None:
-        self._wrote = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        path = db.conn.execute("PRAGMA database_list").fetchone()[2]
-        if not path or after <= 0:  # an in-memory database has no log
-            return
-        self._db, self._path, self._after = db, path, after
-        db.conn.execute("PRAGMA wal_autocheckpoint = 0")
-        db.conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
-        self._thread = threading.Thread(target=self._run, name="layers-wal", daemon=True)
-        self._thread.start()
-
-    def wrote(self) -> None:
-        """A batch was written (called on the database thread; cheap when already set)."""
-        self._wrote.set()
-
-    def _run(self) -> None:
-        conn = sqlite3.connect(self._path, timeout=5, check_same_thread=False)
-        try:
-            while not self._stop.is_set():
-                self._wrote.wait()
-                if self._stop.wait(self._after):  # let a burst of writes land first
-                    return
-                self._wrote.clear()
-                try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                except sqlite3.Error:
-                    pass  # busy or transient: the next round copies what this one could not
-        finally:
-            conn.close()
-
-    def stop(self) -> None:
-        if self._thread is None:
-            return
-        self._stop.set()
-        self._wrote.set()
-        self._thread.join()
-        self._db.conn.execute("PRAGMA wal_autocheckpoint = 1000")  # SQLite's own again

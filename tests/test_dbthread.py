@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -128,32 +127,3 @@ def test_stop_finishes_queued_work(db):
 
     assert isinstance(asyncio.run(queue_then_stop()), ledger.Hold)
     assert ledger.balance(db).held == 1_000_000
-
-
-def test_the_log_is_copied_back_off_the_request_path(tmp_path):
-    # SQLite's own checkpoint is off on the daemon's connection; the checkpoint thread
-    # copies the log into the database file shortly after writes, and stop() hands the
-    # connection back with SQLite's own checkpoints on.
-    path = tmp_path / "wal.db"
-    db = open_db(path)
-    ledger.topup(db, 1_000_000_000)
-    worker = DatabaseThread(db, checkpoint_after=0.05)
-    assert db.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
-    size_before = path.stat().st_size
-
-    async def many_holds() -> None:
-        await asyncio.gather(
-            *(worker.run(ledger.hold, db, 1_000, f"req_{i:05d}") for i in range(2_000))
-        )
-
-    try:
-        asyncio.run(many_holds())
-        deadline = time.monotonic() + 10
-        while path.stat().st_size <= size_before and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert path.stat().st_size > size_before  # the holds reached the database file
-    finally:
-        worker.stop()
-    assert db.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
-    assert ledger.balance(db).held == 2_000 * 1_000
-    db.close()
