@@ -71,7 +71,8 @@ def test_sse_lines_of_any_length_and_either_line_ending(base):
 def test_gzip_bodies_are_decoded_and_any_status_is_returned(base):
     async def go():
         async with HTTPClient() as http:
-            return await http.request("GET", base + "/gzip"), await http.get(base + "/nothing")
+            ok = await http.request("GET", base + "/gzip")
+            return ok, await http.request("GET", base + "/nothing")
 
     ok, teapot = run(go())
     assert ok.status_code == 200 and ok.json() == {"ok": True, "text": "été"}

@@ -51,7 +51,8 @@ class Response:
 
 class StreamingResponse(Response):
     """An upstream response whose body is still arriving: read it with `aiter_lines` or
-    `aread`, and always `aclose` it (that returns the connection to the pool)."""
+    `aread`, and always `aclose` it (the connection goes back to the pool when the body was
+    read to the end, and is closed otherwise, which stops the upstream)."""
 
     def __init__(self, raw: aiohttp.ClientResponse) -> None:
         super().__init__(raw.status, raw.reason or "", raw.headers, b"")
@@ -213,9 +214,6 @@ class HTTPClient:
     ) -> StreamingResponse:
         """Send and return once the status line and headers are in."""
         return StreamingResponse(await self._send(method, url, json, headers, params, timeout))
-
-    async def get(self, url: str, *, timeout: float | None = None) -> Response:
-        return await self.request("GET", url, timeout=timeout)
 
     async def aclose(self) -> None:
         if self._session is not None:
