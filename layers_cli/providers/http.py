@@ -1,24 +1,35 @@
-"""The one HTTP client adapters use to reach upstreams, over a shared aiohttp pool.
+"""The one HTTP client adapters use to reach upstreams: a keep-alive pool per origin.
 
-Why aiohttp and not httpx: on bench/ (issue 5) httpx's connection pool (`httpcore`) was 67% of
-the daemon's event loop at 16 concurrent requests — it re-checks every pooled socket on every
-request (encode/httpcore#924). aiohttp's pool costs a fraction of that per request. Adapters
-only see `Response`, `StreamingResponse` and the two errors below, so the library underneath
-can change again without touching them.
+Why our own client on httptools rather than a library (issue 5, bench/): every request the
+app makes pays for this hop. Against the bench's stub on one core, one non-streaming
+exchange cost ~150-180 µs of CPU in aiohttp (~300 µs at concurrency 1) and ~30 µs
+(~100 µs) here; httpx's pool was slower still (encode/httpcore#924). What is hard in an
+HTTP client, parsing, is httptools' (llhttp, the parser uvicorn uses); this module keeps
+connections, proxies and timeouts, which is all an upstream API needs: no cookies, no
+HTTP/2. Adapters only see `Response`, `StreamingResponse` and the two errors below.
 
-Timeouts follow the old httpx semantics: ``timeout`` bounds connecting and each read (a
-stream that keeps sending is never cut off), not the whole exchange.
+Timeouts bound connecting and each wait for the upstream (a stream that keeps sending is
+never cut off), not the whole exchange.
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import ssl
+from collections import deque
 from collections.abc import AsyncIterator, Mapping
-from typing import TYPE_CHECKING, Any
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import unquote, urlencode, urlsplit
 
+from .. import __version__
 from ..jsoncodec import dumps, loads
+from .http_connection import Connection, ConnectionClosed, Exchange, IdleTimeout
 
-if TYPE_CHECKING:
-    import aiohttp
+KEEP_IDLE_S = 30.0  # a pooled connection idle longer is closed, not reused (servers drop
+# idle keep-alive connections after a while; reusing one just as it closes fails)
+MAX_REDIRECTS = 5
 
 
 class TransportTimeout(Exception):
@@ -29,15 +40,34 @@ class TransportError(Exception):
     """The connection failed or broke (refused, reset, malformed HTTP, dropped mid-body)."""
 
 
+class Headers(dict[str, str]):
+    """Response headers, looked up case-insensitively (stored lower-case; repeated
+    headers joined with ``, ``)."""
+
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        super().__init__()
+        for name, value in pairs:
+            key = name.lower()
+            previous = dict.get(self, key)
+            dict.__setitem__(self, key, value if previous is None else f"{previous}, {value}")
+
+    def __getitem__(self, name: str) -> str:
+        return dict.__getitem__(self, name.lower())
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and dict.__contains__(self, name.lower())
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        return dict.get(self, name.lower(), default)
+
+
 class Response:
     """A whole upstream response (body already read)."""
 
-    def __init__(
-        self, status: int, reason: str, headers: Mapping[str, str], content: bytes
-    ) -> None:
+    def __init__(self, status: int, reason: str, headers: Headers, content: bytes) -> None:
         self.status_code = status
-        self.reason_phrase = reason
-        self.headers = headers  # case-insensitive
+        self.reason_phrase = reason or _phrase(status)
+        self.headers = headers
         self.content = content
 
     @property
@@ -54,95 +84,241 @@ class StreamingResponse(Response):
     `aread`, and always `aclose` it (the connection goes back to the pool when the body was
     read to the end, and is closed otherwise, which stops the upstream)."""
 
-    def __init__(self, raw: aiohttp.ClientResponse) -> None:
-        super().__init__(raw.status, raw.reason or "", raw.headers, b"")
-        self._raw = raw
+    def __init__(self, pool: _Pool, conn: Connection, exchange: Exchange) -> None:
+        super().__init__(exchange.status, exchange.reason, Headers(exchange.headers), b"")
+        self._pool = pool
+        self._conn: Connection | None = conn
+        self._exchange = exchange
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        conn, exchange = self._conn, self._exchange
+        if conn is None:
+            return
+        with _mapped_errors():
+            while True:
+                if exchange.buffered:
+                    yield exchange.take()
+                    conn.consumed()
+                    continue
+                if exchange.complete:
+                    return
+                await conn.wait()
 
     async def aread(self) -> bytes:
-        with _MAPPED_ERRORS:
-            self.content = await self._raw.read()
+        self.content = b"".join([chunk async for chunk in self._chunks()])
         return self.content
 
     async def aiter_lines(self) -> AsyncIterator[str]:
-        """Lines as they arrive, without their ``\\n`` / ``\\r\\n``. Splits the raw chunks
-        itself so a long line (a base64 image in one SSE event) has no length limit."""
+        """Lines as they arrive, without their ``\\n`` / ``\\r\\n``; no length limit (a
+        base64 image can be one SSE line)."""
         pending = b""
-        with _MAPPED_ERRORS:
-            async for data in self._raw.content.iter_any():
-                pending += data
-                if b"\n" not in data:
-                    continue
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    yield line.removesuffix(b"\r").decode("utf-8", errors="replace")
+        async for data in self._chunks():
+            pending += data
+            if b"\n" not in data:
+                continue
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                yield line.removesuffix(b"\r").decode("utf-8", errors="replace")
         if pending:
             yield pending.removesuffix(b"\r").decode("utf-8", errors="replace")
 
     async def aclose(self) -> None:
-        self._raw.release()
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            self._pool.give_back(conn)
 
 
-class _MappedErrors:
-    """aiohttp's exceptions → `TransportTimeout` / `TransportError` (stateless, reusable)."""
+class _Origin:
+    """Where a scheme://host:port is reached: directly or through the environment's proxy
+    (decided once per origin; aiohttp and httpx re-read the environment per request)."""
+
+    __slots__ = ("key", "host", "port", "tls", "host_header", "proxy", "proxy_auth")
+
+    def __init__(self, scheme: str, netloc: str) -> None:
+        parts = urlsplit(f"{scheme}://{netloc}")
+        self.key = (scheme, netloc)
+        self.tls = scheme == "https"
+        self.host = parts.hostname or ""
+        self.port = parts.port or (443 if self.tls else 80)
+        self.host_header = netloc.rsplit("@", 1)[-1]
+        self.proxy: tuple[str, int] | None = None
+        self.proxy_auth: str | None = None
+        proxy_url = _proxy_for(scheme, self.host)
+        if proxy_url:
+            proxy = urlsplit(proxy_url if "://" in proxy_url else "http://" + proxy_url)
+            self.proxy = (proxy.hostname or "", proxy.port or 80)
+            if proxy.username:
+                secret = f"{unquote(proxy.username)}:{unquote(proxy.password or '')}"
+                self.proxy_auth = "Basic " + base64.b64encode(secret.encode()).decode()
+
+
+def _proxy_for(scheme: str, host: str) -> str | None:
+    import urllib.request
+
+    proxies = urllib.request.getproxies()
+    if not proxies or urllib.request.proxy_bypass(host):
+        return None
+    return proxies.get(scheme)
+
+
+class _Pool:
+    """Idle keep-alive connections per origin, and at most ``limit`` exchanges at once."""
+
+    def __init__(self, limit: int) -> None:
+        self.idle: dict[tuple[str, str], deque[Connection]] = {}
+        self.busy: set[Connection] = set()
+        self.slots = asyncio.Semaphore(limit)
+        self._tls: ssl.SSLContext | None = None
+
+    def tls(self) -> ssl.SSLContext:
+        if self._tls is None:
+            self._tls = ssl.create_default_context()
+        return self._tls
+
+    def reusable(self, origin: _Origin) -> Connection | None:
+        idle = self.idle.get(origin.key)
+        while idle:
+            conn = idle.pop()
+            if conn.closed or conn.loop.time() - conn.idle_since > KEEP_IDLE_S:
+                conn.close()
+                continue
+            self.busy.add(conn)
+            return conn
+        return None
+
+    async def connect(self, origin: _Origin, timeout: float) -> Connection:
+        loop = asyncio.get_running_loop()
+        conn = Connection(loop)
+        try:
+            async with asyncio.timeout(timeout):
+                await self._open(loop, conn, origin)
+        except TimeoutError as exc:
+            conn.close()
+            raise TransportTimeout(f"connecting to {origin.host_header} timed out") from exc
+        except (OSError, ssl.SSLError, ConnectionClosed) as exc:
+            conn.close()
+            raise TransportError(f"{exc.__class__.__name__}: {exc}") from exc
+        conn.origin = origin.key
+        self.busy.add(conn)
+        return conn
+
+    async def _open(self, loop: asyncio.AbstractEventLoop, conn: Connection, o: _Origin) -> None:
+        tls = self.tls() if o.tls else None
+        if o.proxy is None:
+            await loop.create_connection(
+                lambda: conn, o.host, o.port, ssl=tls, server_hostname=o.host if tls else None
+            )
+            return
+        await loop.create_connection(lambda: conn, *o.proxy)
+        if tls is None:
+            return  # plain HTTP through a proxy: requests carry the absolute URL
+        target = f"{o.host}:{o.port}"
+        head = f"CONNECT {target} HTTP/1.1\r\nhost: {target}\r\n"
+        if o.proxy_auth:
+            head += f"proxy-authorization: {o.proxy_auth}\r\n"
+        exchange = conn.send((head + "\r\n").encode("latin-1"), 3600)
+        while not exchange.headers_done:
+            await conn.wait()
+        if exchange.status != 200:
+            raise ConnectionClosed(f"the proxy refused to tunnel to {target}: {exchange.status}")
+        conn.tunnelled()
+        assert conn.transport is not None
+        conn.transport = await loop.start_tls(  # type: ignore[assignment]
+            conn.transport, conn, tls, server_hostname=o.host
+        )
+
+    def give_back(self, conn: Connection) -> None:
+        self.busy.discard(conn)
+        if conn.finish():
+            self.idle.setdefault(conn.origin, deque()).append(conn)
+        self.slots.release()
+
+    def close(self) -> None:
+        for idle in self.idle.values():
+            for conn in idle:
+                conn.close()
+        for conn in self.busy:
+            conn.close()
+        self.idle.clear()
+        self.busy.clear()
+
+
+class _mapped_errors:
+    """The connection's own exceptions → `TransportTimeout` / `TransportError`."""
 
     def __enter__(self) -> None:
         return None
 
     def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> bool:
-        import aiohttp
-
-        if exc is None:
-            return False
-        if isinstance(exc, TimeoutError):  # aiohttp's timeouts subclass it
-            raise TransportTimeout(str(exc) or "timed out") from exc
-        if isinstance(exc, aiohttp.ClientError | OSError):
+        if isinstance(exc, IdleTimeout):
+            raise TransportTimeout(str(exc)) from exc
+        if isinstance(exc, ConnectionClosed | OSError):
             raise TransportError(f"{exc.__class__.__name__}: {exc}") from exc
         return False
 
 
-_MAPPED_ERRORS = _MappedErrors()
-
-
 class HTTPClient:
-    """A pool of keep-alive connections shared by every upstream call of one process.
+    """A pool of keep-alive connections shared by every upstream call of one process
+    (created on first use, inside the running event loop)."""
 
-    The aiohttp session is created on first use, inside the running event loop.
-    """
-
-    def __init__(
-        self,
-        *,
-        timeout: float = 120.0,
-        max_connections: int = 200,
-    ) -> None:
+    def __init__(self, *, timeout: float = 120.0, max_connections: int = 200) -> None:
         self.timeout = timeout
         self._max_connections = max_connections
-        self._session: aiohttp.ClientSession | None = None
-        self._proxies: dict[tuple[str, str], str | None] = {}
-        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+        self._pool: _Pool | None = None
+        self._origins: dict[str, tuple[_Origin, str]] = {}
 
-    def _open(self) -> aiohttp.ClientSession:
-        import aiohttp
+    def _proxy(self, url: str) -> str | None:
+        """The proxy used for this URL's origin, as host:port (None: direct)."""
+        origin, _ = self._split(url)
+        return f"http://{origin.proxy[0]}:{origin.proxy[1]}" if origin.proxy else None
 
-        if self._session is None:
-            connector = aiohttp.TCPConnector(
-                limit=self._max_connections,
-                ttl_dns_cache=300,
-            )
-            # No trust_env: aiohttp would then re-read ~/.netrc and the proxy variables on
-            # every request. `_proxy` honours HTTPS_PROXY / NO_PROXY once per host instead.
-            self._session = aiohttp.ClientSession(connector=connector)
-        return self._session
+    def _split(self, url: str) -> tuple[_Origin, str]:
+        """(origin, path?query), the origin parsed once per scheme://host:port."""
+        scheme, sep, rest = url.partition("://")
+        if not sep or scheme not in ("http", "https"):
+            raise TransportError(f"Only http:// and https:// URLs are supported, not {url!r}.")
+        rest = rest.partition("#")[0]
+        cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+        netloc, target = rest[:cut], rest[cut:]
+        if not target.startswith("/"):
+            target = "/" + target
+        prefix = f"{scheme}://{netloc}"
+        cached = self._origins.get(prefix)
+        if cached is None:
+            cached = self._origins[prefix] = (_Origin(scheme, netloc), prefix)
+        return cached[0], target
 
-    def _timeout(self, seconds: float | None) -> aiohttp.ClientTimeout:
-        limit = self.timeout if seconds is None else seconds
-        if limit not in self._timeouts:
-            import aiohttp
-
-            self._timeouts[limit] = aiohttp.ClientTimeout(
-                total=None, sock_connect=limit, sock_read=limit
-            )
-        return self._timeouts[limit]
+    def _head(
+        self,
+        method: str,
+        origin: _Origin,
+        target: str,
+        headers: Mapping[str, str] | None,
+        body: bytes | None,
+    ) -> bytes:
+        if origin.proxy is not None and not origin.tls:
+            target = f"http://{origin.host_header}{target}"  # absolute form, for the proxy
+        lines = [f"{method} {target} HTTP/1.1", f"host: {origin.host_header}"]
+        given = {k.lower() for k in headers} if headers else set()
+        for name, value in (headers or {}).items():
+            if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
+                raise TransportError(f"The header {name!r} contains a line break.")
+            lines.append(f"{name}: {value}")
+        if body is not None:
+            lines.append(f"content-length: {len(body)}")
+            if "content-type" not in given:
+                lines.append("content-type: application/json")
+        if "accept-encoding" not in given:
+            lines.append("accept-encoding: gzip, deflate")
+        if "user-agent" not in given:
+            lines.append(f"user-agent: layers/{__version__}")
+        if origin.proxy_auth and not origin.tls:
+            lines.append(f"proxy-authorization: {origin.proxy_auth}")
+        head = "\r\n".join(lines) + "\r\n\r\n"
+        try:
+            return head.encode("latin-1")
+        except UnicodeEncodeError as exc:
+            raise TransportError("Header values must be Latin-1 text.") from exc
 
     async def _send(
         self,
@@ -152,36 +328,47 @@ class HTTPClient:
         headers: Mapping[str, str] | None,
         params: Mapping[str, str] | None,
         timeout: float | None,
-    ) -> aiohttp.ClientResponse:
-        session = self._open()
-        data = None
-        all_headers = dict(headers or {})
-        if json is not None:
-            data = dumps(json)
-            all_headers.setdefault("content-type", "application/json")
-        with _MAPPED_ERRORS:
-            return await session.request(
-                method,
-                url,
-                data=data,
-                headers=all_headers,
-                params=params,
-                timeout=self._timeout(timeout),
-                proxy=self._proxy(url),
-            )
-
-    def _proxy(self, url: str) -> str | None:
-        """The proxy the environment names for this URL's host (cached per origin)."""
-        scheme, _, rest = url.partition("://")
-        origin = (scheme, rest.split("/", 1)[0])
-        if origin not in self._proxies:
-            import urllib.request
-
-            host = origin[1].rsplit(":", 1)[0] if "]" not in origin[1] else origin[1]
-            proxies = urllib.request.getproxies()
-            bypass = urllib.request.proxy_bypass(host) if proxies else True
-            self._proxies[origin] = None if bypass else proxies.get(scheme)
-        return self._proxies[origin]
+    ) -> tuple[Connection, Exchange]:
+        """Send one request and wait for the status line and headers. Holds a pool slot
+        until the caller gives the connection back."""
+        if self._pool is None:
+            self._pool = _Pool(self._max_connections)
+        pool = self._pool
+        limit = self.timeout if timeout is None else timeout
+        if params:
+            url += ("&" if "?" in url else "?") + urlencode(params)
+        origin, target = self._split(url)
+        body = None if json is None else dumps(json)
+        data = self._head(method, origin, target, headers, body)
+        if body is not None:
+            data += body
+        await pool.slots.acquire()
+        try:
+            while True:
+                conn = pool.reusable(origin)
+                fresh = conn is None
+                if conn is None:
+                    conn = await pool.connect(origin, limit)
+                exchange = conn.send(data, limit)
+                try:
+                    with _mapped_errors():
+                        while not exchange.headers_done:
+                            await conn.wait()
+                    return conn, exchange
+                except TransportError:
+                    conn.close()
+                    pool.busy.discard(conn)
+                    # a kept-alive connection the server closed just as we reused it:
+                    # nothing reached the upstream's application, so try a fresh one
+                    if fresh or exchange.got_bytes:
+                        raise
+                except BaseException:
+                    conn.close()
+                    pool.busy.discard(conn)
+                    raise
+        except BaseException:
+            pool.slots.release()
+            raise
 
     async def request(
         self,
@@ -193,14 +380,37 @@ class HTTPClient:
         params: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> Response:
-        """Send and read the whole answer (any status: the caller maps errors)."""
-        raw = await self._send(method, url, json, headers, params, timeout)
+        """Send and read the whole answer (any status: the caller maps errors). A GET
+        follows redirects (image downloads can be redirected to a CDN)."""
+        for _ in range(MAX_REDIRECTS + 1):
+            response = await self._whole(method, url, json, headers, params, timeout)
+            location = response.headers.get("location")
+            if method != "GET" or response.status_code not in (301, 302, 303, 307, 308):
+                return response
+            if not location:
+                return response
+            url, params = _join(url, location), None
+        return response
+
+    async def _whole(
+        self,
+        method: str,
+        url: str,
+        json: Any,
+        headers: Mapping[str, str] | None,
+        params: Mapping[str, str] | None,
+        timeout: float | None,
+    ) -> Response:
+        conn, exchange = await self._send(method, url, json, headers, params, timeout)
+        assert self._pool is not None
         try:
-            with _MAPPED_ERRORS:
-                content = await raw.read()
+            with _mapped_errors():
+                while not exchange.complete:
+                    await conn.wait()
         finally:
-            raw.release()
-        return Response(raw.status, raw.reason or "", raw.headers, content)
+            self._pool.give_back(conn)
+        headers = Headers(exchange.headers)
+        return Response(exchange.status, exchange.reason, headers, exchange.take())
 
     async def stream(
         self,
@@ -213,15 +423,30 @@ class HTTPClient:
         timeout: float | None = None,
     ) -> StreamingResponse:
         """Send and return once the status line and headers are in."""
-        return StreamingResponse(await self._send(method, url, json, headers, params, timeout))
+        conn, exchange = await self._send(method, url, json, headers, params, timeout)
+        assert self._pool is not None
+        return StreamingResponse(self._pool, conn, exchange)
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
 
     async def __aenter__(self) -> HTTPClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+def _join(base: str, location: str) -> str:
+    from urllib.parse import urljoin
+
+    return urljoin(base, location)
