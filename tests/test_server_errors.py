@@ -3,11 +3,18 @@ moved not one micro-credit."""
 
 from __future__ import annotations
 
+import json
+import time
+
 import httpx
 import openai
 import pytest
 
+from layers_cli.server.app import create_app
+from layers_cli.service import Layers
+from layers_cli.settings import load_settings
 from tests.support.gateway import running_gateway
+from tests.support.servers import serve_app
 
 MODEL = "openai/gpt-4o-mini"
 HELLO = [{"role": "user", "content": "hello"}]
@@ -223,3 +230,50 @@ def test_mid_stream_failure_is_an_error_frame_and_charges_nothing(gw):
             pass
     assert "openai" in str(err.value.message)
     assert_untouched(gw, before)
+
+
+def test_empty_body_wrong_method_and_unknown_path_get_openai_errors(gw):
+    headers = {"authorization": f"Bearer {gw.secret}"}
+    r = httpx.post(gw.base_url + "/embeddings", headers=headers)
+    assert r.status_code == 400 and "body is empty" in r.json()["error"]["message"]
+    r = httpx.get(gw.base_url + "/chat/completions", headers=headers)
+    assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
+    assert r.headers["x-request-id"].startswith("req_")
+    r = httpx.post(gw.base_url + "/chat/complete", headers=headers, json={})
+    assert (
+        r.status_code == 404 and "No route POST /v1/chat/complete." in r.json()["error"]["message"]
+    )
+
+
+def test_a_body_sent_in_several_pieces_is_joined(gw):
+    body = json.dumps({"model": MODEL, "messages": HELLO, "max_tokens": 5}).encode()
+
+    def pieces():
+        for start in range(0, len(body), 16):
+            time.sleep(0.01)  # each piece reaches the server as its own http.request message
+            yield body[start : start + 16]
+
+    r = httpx.post(
+        gw.base_url + "/chat/completions",
+        content=pieces(),
+        headers={"authorization": f"Bearer {gw.secret}", "content-type": "application/json"},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["usage"]["completion_tokens"] >= 1
+
+
+def test_a_bug_is_a_500_with_an_openai_body_and_a_request_id(tmp_path):
+    layers = Layers(load_settings(home=tmp_path / "bug", offline=True))
+    gateway = layers.gateway()
+
+    async def broken(*args: object) -> None:
+        raise RuntimeError("a bug")
+
+    gateway.embeddings = broken  # type: ignore[method-assign]
+    with serve_app(create_app(layers, gateway)) as url:
+        r = httpx.post(url + "/v1/embeddings", json={"model": "x", "input": "y"})
+    layers.close()
+    assert r.status_code == 500
+    assert r.json()["error"]["code"] == "internal_error"
+    assert "a bug" not in r.text
+    assert r.headers["x-request-id"] == r.json()["error"]["request_id"]

@@ -160,10 +160,7 @@ class Connection(asyncio.Protocol):
         exchange, self.exchange = self.exchange, None
         self._stop_timer()
         reusable = (
-            exchange is not None
-            and exchange.complete
-            and exchange.keep_alive
-            and not self.closed
+            exchange is not None and exchange.complete and exchange.keep_alive and not self.closed
         )
         if reusable:
             self.idle_since = self.loop.time()

@@ -5,13 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import Route
 
 from ..errors import InvalidRequest, NotFound
 from ..gateway import Gateway
 from ..pricing import micro_to_credits, micro_to_usd
-from .app import JSON
+from .asgi import JSON
 
 
 def _totals(row: dict[str, Any]) -> dict[str, Any]:
@@ -31,7 +30,7 @@ def _totals(row: dict[str, Any]) -> dict[str, Any]:
 def routes(gw: Gateway, guarded: Any) -> list[Route]:
     layers = gw.layers
 
-    async def credits(request: Request) -> Response:
+    async def credits(request: Request) -> JSON:
         await gw.authenticate(request.headers.get("authorization"))
         b = await gw.call(layers.balance)
         return JSON(
@@ -46,7 +45,7 @@ def routes(gw: Gateway, guarded: Any) -> list[Route]:
             }
         )
 
-    async def key(request: Request) -> Response:
+    async def key(request: Request) -> JSON:
         p = await gw.authenticate(request.headers.get("authorization"))
         usage = await gw.call(layers.key_usage, p.key_id)
         state = gw.limit_headers(p)
@@ -71,7 +70,7 @@ def routes(gw: Gateway, guarded: Any) -> list[Route]:
             }
         )
 
-    async def generation(request: Request) -> Response:
+    async def generation(request: Request) -> JSON:
         p = await gw.authenticate(request.headers.get("authorization"))
         request_id = request.query_params.get("id")
         if not request_id:
@@ -111,7 +110,7 @@ def routes(gw: Gateway, guarded: Any) -> list[Route]:
             }
         )
 
-    async def usage(request: Request) -> Response:
+    async def usage(request: Request) -> JSON:
         await gw.authenticate(request.headers.get("authorization"))
         q = request.query_params
         report = await gw.call(
@@ -131,7 +130,7 @@ def routes(gw: Gateway, guarded: Any) -> list[Route]:
             }
         )
 
-    async def health(request: Request) -> Response:
+    async def health(request: Request) -> JSON:
         return JSON(
             {
                 "status": "ok",

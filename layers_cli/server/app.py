@@ -1,7 +1,9 @@
-"""The starlette application: routes, JSON in and out, and `LayersError` → OpenAI error body.
+"""The ASGI application: routes, JSON in and out, and `LayersError` → OpenAI error body.
 
-`create_app(layers)` is the factory; the lifespan owns the gateway (its upstream HTTP client and its
-database thread). This package is the only one that imports starlette.
+`create_app(layers)` is the factory. The hot endpoints (chat completions, embeddings, images)
+are bare ASGI, reached straight from `App` on an exact (method, path) match; everything else
+(and the lifespan, which owns the gateway: its upstream HTTP client and its database thread)
+goes to the starlette app. This package is the only one that imports starlette.
 """
 
 from __future__ import annotations
@@ -11,52 +13,24 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
+from starlette.datastructures import State
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
-from ..errors import InvalidRequest, LayersError, ProviderError
-from ..gateway import Gateway, new_request_id
-from ..jsoncodec import dumps, loads
+from ..errors import LayersError
+from ..gateway import Gateway
+from .asgi import JSON, Endpoint, Receive, Scope, Send, error_response, internal_error
 
 if TYPE_CHECKING:
     from ..service import Layers
 
-Handler = Callable[[Request], Awaitable[Response]]
+RequestHandler = Callable[[Request], Awaitable[JSON]]
 
 
-class JSON(JSONResponse):
-    def render(self, content: Any) -> bytes:
-        return dumps(content)
-
-
-def error_response(exc: LayersError, request_id: str | None = None) -> Response:
-    request_id = request_id or exc.extra.get("request_id") or new_request_id()
-    headers = {**exc.headers, "x-request-id": request_id}
-    headers["x-should-retry"] = "true" if _client_should_retry(exc) else "false"
-    return JSON(exc.to_body(request_id), status_code=exc.status, headers=headers)
-
-
-def _client_should_retry(exc: LayersError) -> bool:
-    """Clients retry 408/409/429/5xx by default; say exactly when it can help."""
-    if isinstance(exc, ProviderError):
-        return bool(exc.client_retry if exc.client_retry is not None else exc.retryable)
-    return exc.status == 429
-
-
-async def read_json(request: Request) -> Any:
-    raw = await request.body()
-    if not raw:
-        raise InvalidRequest("The request body is empty; send a JSON object.")
-    try:
-        return loads(raw)
-    except ValueError as exc:
-        raise InvalidRequest(f"The request body is not valid JSON: {exc}.") from exc
-
-
-def guarded(handler: Handler) -> Handler:
+def guarded(handler: RequestHandler) -> RequestHandler:
     """Every handler answers a `LayersError` with its OpenAI-shaped body, never a trace."""
 
-    async def wrapper(request: Request) -> Response:
+    async def wrapper(request: Request) -> JSON:
         try:
             return await handler(request)
         except LayersError as exc:
@@ -65,7 +39,26 @@ def guarded(handler: Handler) -> Handler:
     return wrapper
 
 
-def create_app(layers: Layers, gateway: Gateway | None = None) -> Starlette:
+class App:
+    """Sends an exact (method, path) match of a hot endpoint straight to it; the rest to
+    starlette, which also has the hot endpoints mounted (for 405s, slash redirects and a
+    ``root_path``), so skipping its router changes nothing but the cost."""
+
+    def __init__(self, starlette: Starlette, hot: dict[tuple[str, str], Endpoint]) -> None:
+        self.starlette = starlette
+        self.hot = hot
+        self.state: State = starlette.state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            endpoint = self.hot.get((scope["method"], scope["path"]))
+            if endpoint is not None:
+                await endpoint(scope, receive, send)
+                return
+        await self.starlette(scope, receive, send)
+
+
+def create_app(layers: Layers, gateway: Gateway | None = None) -> App:
     from . import account_routes, openai_routes
 
     gw = gateway or layers.gateway()
@@ -78,12 +71,14 @@ def create_app(layers: Layers, gateway: Gateway | None = None) -> Starlette:
         finally:
             await gw.stop()
 
+    hot = openai_routes.endpoints(gw)
     routes = [
+        *(Route(path, endpoint, methods=[method]) for (method, path), endpoint in hot.items()),
         *openai_routes.routes(gw, guarded),
         *account_routes.routes(gw, guarded),
     ]
 
-    async def not_found(request: Request, exc: Exception) -> Response:
+    async def not_found(request: Request, exc: Exception) -> JSON:
         return error_response(
             LayersError(
                 f"No route {request.method} {request.url.path}.",
@@ -94,7 +89,7 @@ def create_app(layers: Layers, gateway: Gateway | None = None) -> Starlette:
             )
         )
 
-    async def method_not_allowed(request: Request, exc: Exception) -> Response:
+    async def method_not_allowed(request: Request, exc: Exception) -> JSON:
         return error_response(
             LayersError(
                 f"{request.method} is not allowed on {request.url.path}.",
@@ -103,10 +98,13 @@ def create_app(layers: Layers, gateway: Gateway | None = None) -> Starlette:
             )
         )
 
-    app = Starlette(
+    async def server_error(request: Request, exc: Exception) -> JSON:
+        return error_response(internal_error())
+
+    starlette = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={404: not_found, 405: method_not_allowed},
+        exception_handlers={404: not_found, 405: method_not_allowed, Exception: server_error},
     )
-    app.state.gateway = gw
-    return app
+    starlette.state.gateway = gw
+    return App(starlette, hot)

@@ -1,54 +1,64 @@
 """The OpenAI-compatible endpoints: chat completions (whole and SSE), images, embeddings,
-models. Each handler parses, calls one gateway method, and renders."""
+models. Each handler parses, calls one gateway method, and renders.
+
+The three POST endpoints carry the traffic, so they are bare ASGI (`asgi.Endpoint`); the
+model listing stays ordinary starlette."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import Route
 
-from ..errors import LayersError
 from ..gateway import Gateway
 from ..openai_shape import model_body
-from .app import JSON, error_response, read_json
+from .asgi import JSON, ASGIApp, Endpoint, Handler, Receive, Scope, header, read_json
 from .sse import SSEResponse
 
 SIMULATE_HEADER = "x-layers-simulate"
+_AUTHORIZATION = b"authorization"
+_SIMULATE = SIMULATE_HEADER.encode()
+
+GatewayCall = Callable[
+    [str | None, Any, str | None], Awaitable[tuple[dict[str, Any], dict[str, str]]]
+]
 
 
-def routes(gw: Gateway, guarded: Any) -> list[Route]:
-    async def chat_completions(request: Request) -> Response:
-        auth = request.headers.get("authorization")
-        simulate = request.headers.get(SIMULATE_HEADER)
-        try:
-            body = await read_json(request)
-        except LayersError as exc:
-            return error_response(exc)
+def endpoints(gw: Gateway) -> dict[tuple[str, str], Endpoint]:
+    """The hot endpoints by (method, path), served without starlette's per-request machinery."""
+
+    async def chat_completions(scope: Scope, receive: Receive) -> ASGIApp:
+        auth, simulate = header(scope, _AUTHORIZATION), header(scope, _SIMULATE)
+        body = await read_json(receive)
         if isinstance(body, dict) and body.get("stream") is True:
             stream = await gw.chat_stream(auth, body, simulate)
-            return SSEResponse(stream, stream.headers)  # type: ignore[return-value]
+            return SSEResponse(stream, stream.headers)
         result, headers = await gw.chat(auth, body, simulate)
         return JSON(result, headers=headers)
 
-    async def images(request: Request) -> Response:
-        body = await read_json(request)
-        result, headers = await gw.images(
-            request.headers.get("authorization"), body, request.headers.get(SIMULATE_HEADER)
-        )
-        return JSON(result, headers=headers)
+    def whole(call: GatewayCall) -> Handler:
+        async def handler(scope: Scope, receive: Receive) -> ASGIApp:
+            body = await read_json(receive)
+            result, headers = await call(
+                header(scope, _AUTHORIZATION), body, header(scope, _SIMULATE)
+            )
+            return JSON(result, headers=headers)
 
-    async def embeddings(request: Request) -> Response:
-        body = await read_json(request)
-        result, headers = await gw.embeddings(
-            request.headers.get("authorization"), body, request.headers.get(SIMULATE_HEADER)
-        )
-        return JSON(result, headers=headers)
+        return handler
 
+    return {
+        ("POST", "/v1/chat/completions"): Endpoint(chat_completions),
+        ("POST", "/v1/images/generations"): Endpoint(whole(gw.images)),
+        ("POST", "/v1/embeddings"): Endpoint(whole(gw.embeddings)),
+    }
+
+
+def routes(gw: Gateway, guarded: Any) -> list[Route]:
     models_cache: dict[str, Any] = {}
 
-    async def list_models(request: Request) -> Response:
+    async def list_models(request: Request) -> JSON:
         if "list" not in models_cache:
             models_cache["list"] = {
                 "object": "list",
@@ -56,14 +66,11 @@ def routes(gw: Gateway, guarded: Any) -> list[Route]:
             }
         return JSON(models_cache["list"])
 
-    async def get_model(request: Request) -> Response:
+    async def get_model(request: Request) -> JSON:
         model = gw.catalog.get(request.path_params["model_id"])
         return JSON(model_body(model))
 
     return [
-        Route("/v1/chat/completions", guarded(chat_completions), methods=["POST"]),
-        Route("/v1/images/generations", guarded(images), methods=["POST"]),
-        Route("/v1/embeddings", guarded(embeddings), methods=["POST"]),
         Route("/v1/models", guarded(list_models), methods=["GET"]),
         Route("/v1/models/{model_id:path}", guarded(get_model), methods=["GET"]),
     ]
