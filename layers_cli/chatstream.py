@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from .errors import ProviderError
+from .openai_shape import ChunkRenderer
 from .providers.base import Chunk, Usage
 from .tokens import estimate_text_tokens
 
@@ -32,8 +33,6 @@ class ChatStream:
         first: Chunk,
         prompt_estimate: int,
     ) -> None:
-        from .openai_shape import ChunkRenderer
-
         self.gateway = gateway
         self.ctx = ctx
         self.iterator = iterator

@@ -23,11 +23,19 @@ if TYPE_CHECKING:
 BUSY_TIMEOUT_MS = 30_000
 
 
+_second: tuple[int, str] = (-1, "")  # the last whole second formatted, and its text
+
+
 def now_iso() -> str:
-    """UTC timestamps as sortable ISO text, millisecond precision (hot path: no datetime)."""
-    millis = time.time_ns() // 1_000_000
-    seconds, ms = divmod(millis, 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{ms:03d}Z"
+    """UTC timestamps as sortable ISO text, millisecond precision. Hot path (several per
+    request, on two threads): the date and time part is formatted once per second, and
+    kept as one tuple so a reader never pairs one second with another's text."""
+    global _second
+    seconds, ms = divmod(time.time_ns() // 1_000_000, 1000)
+    cached = _second
+    if cached[0] != seconds:
+        cached = _second = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)))
+    return f"{cached[1]}.{ms:03d}Z"
 
 
 def iso(when: datetime) -> str:

@@ -47,10 +47,15 @@ class DatabaseThread:
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``fn(*args, **kwargs)`` on the database thread; its result or its exception."""
+        return await self.submit(fn, *args, **kwargs)
+
+    def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> asyncio.Future[T]:
+        """Queue ``fn(*args, **kwargs)``; the future (of the running loop) resolves after
+        the commit. Not awaiting it at once lets the caller do other work meanwhile."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._queue.put((partial(fn, *args, **kwargs), future, loop))
-        return await future
+        return future
 
     def stop(self) -> None:
         """Finish what is queued, then end the thread."""

@@ -3,6 +3,10 @@
     authenticate → validate + resolve model → route → rate limit → quote + hold
     → provider (retries, fallbacks) → charge → settle + request row → response
 
+When this daemon's own view of the balance proves the hold will be granted, the hold is
+placed while the upstream call already runs, and confirmed before anything reaches the client
+(`Gateway._hold_is_certain`); otherwise the upstream call waits for it.
+
 Settlement happens on every exit path: success, provider failure (released, charged
 nothing), and a client that disconnects mid-stream (charged for what was generated, marked
 estimated). All database work runs on one dedicated thread so the event loop never blocks
@@ -20,11 +24,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import keys, ledger, requestlog, validation
+from .chatstream import ChatStream
 from .db import immediate, now_iso
 from .dbthread import DatabaseThread
 from .errors import AuthenticationError, LayersError, ProviderError, ProviderRateLimited
 from .keycache import RememberedKeys
 from .limits import LimitState, RateLimiter
+from .openai_shape import completion_body, embedding_body, image_body
 from .pricing import charge_micro, micro_to_credits, micro_to_usd, quote_micro
 from .providers import get_adapter
 from .providers.base import Chunk, Completion, Provider, UpstreamCall, Usage
@@ -34,7 +40,6 @@ from .tokens import estimate_messages_tokens, estimate_text_tokens
 
 if TYPE_CHECKING:
     from .catalog import ModelInfo
-    from .chatstream import ChatStream
     from .keys import Principal
     from .service import Layers
 
@@ -69,6 +74,9 @@ class Ctx:
     simulated: bool = False
     streamed: bool = False
     hold: ledger.Hold | None = None
+    # a hold being placed while the upstream call already runs (see `admit_and_hold`):
+    # resolves to (hold, available balance after it)
+    pending_hold: asyncio.Future[tuple[ledger.Hold, int]] | None = None
     admitted_tokens: int = 0
     metadata: dict[str, Any] | None = None
     ttft_ms: int | None = None
@@ -90,6 +98,11 @@ class Gateway:
         self.retry_base_delay = 0.25
         self._db_thread: DatabaseThread | None = None
         self.known_keys = RememberedKeys()
+        # The available balance after the last movement seen to commit, and the worst cases
+        # of the holds queued and not committed yet: together they tell when a hold is
+        # certain to be granted, so the upstream call need not wait for it.
+        self._available: int | None = None
+        self._unconfirmed = 0
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> list[ledger.Hold]:
@@ -107,8 +120,12 @@ class Gateway:
 
     async def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``fn(db, *args)`` on the database thread."""
+        return await self.submit(fn, *args, **kwargs)
+
+    def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> asyncio.Future[T]:
+        """Queue ``fn(db, *args)`` on the database thread; resolves after the commit."""
         assert self._db_thread is not None, "Gateway.start() opens the database thread"
-        return await self._db_thread.run(fn, self.layers.db, *args, **kwargs)
+        return self._db_thread.submit(fn, self.layers.db, *args, **kwargs)
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a `Layers` service method on the database thread."""
@@ -175,14 +192,14 @@ class Gateway:
         )
         authorization = ctx.authorization
 
-        def _hold(db: Any) -> ledger.Hold:
+        def _hold(db: Any) -> tuple[ledger.Hold, int]:
             current = principal
             if authorization and not self.known_keys.knows(authorization):
                 current = keys.verify(db, authorization)  # forgotten: changed since; or 401
                 self.known_keys.remember(authorization, current)
             # `current` was read with no commit by another process since (else forgotten),
             # so its budgets are the database's
-            return ledger.hold(
+            placed = ledger.hold(
                 db,
                 worst,
                 ctx.request_id,
@@ -193,8 +210,66 @@ class Gateway:
                 budgets=current.budget_micro is not None
                 or current.project_budget_micro is not None,
             )
+            return placed, ledger.balance(db).available
 
-        ctx.hold = await self.db(_hold)
+        certain = self._hold_is_certain(principal, worst)
+        ctx.pending_hold = self.submit(_hold)
+        self._unconfirmed += worst
+        ctx.pending_hold.add_done_callback(lambda done: self._hold_committed(done, worst))
+        if not certain:
+            await self.confirm_hold(ctx)
+        # else: confirmed before anything reaches the client (`confirm_hold`)
+
+    def _hold_is_certain(self, principal: Principal, worst: int) -> bool:
+        """True when the hold cannot be refused unless another process spent meanwhile:
+        this daemon saw the balance after its last committed movement, every hold of its own
+        not committed yet is subtracted, and no budget is involved (those need the database).
+        Then the hold is placed while the upstream call runs instead of before it. If another
+        process did spend (a second daemon on the same home, a negative adjustment), the
+        refusal still reaches the client before any output; only that upstream call is
+        wasted."""
+        return (
+            self._available is not None
+            and principal.budget_micro is None
+            and principal.project_budget_micro is None
+            and self._available - self._unconfirmed >= worst
+        )
+
+    def _hold_committed(self, done: asyncio.Future[tuple[ledger.Hold, int]], worst: int) -> None:
+        self._unconfirmed -= worst
+        if done.cancelled():
+            return
+        if done.exception() is None:
+            self._available = done.result()[1]
+        else:  # refused: what this daemon knew was wrong, so the next hold is awaited
+            self._available = None
+
+    def _note_available(self, done: asyncio.Future[tuple[int, int]]) -> None:
+        if not done.cancelled() and done.exception() is None:
+            self._available = done.result()[1]
+
+    async def confirm_hold(self, ctx: Ctx) -> None:
+        """Wait for a hold placed alongside the upstream call; raises its refusal."""
+        pending = ctx.pending_hold
+        if pending is not None:
+            ctx.pending_hold = None
+            try:
+                ctx.hold = (await asyncio.shield(pending))[0]
+            except asyncio.CancelledError:
+                self._release_once_placed(pending)
+                raise
+
+    def _release_once_placed(self, pending: asyncio.Future[tuple[ledger.Hold, int]]) -> None:
+        """The request ended (cancelled) while its hold was being placed: release the hold
+        as soon as it is, so it does not stay open until the next start."""
+
+        def placed(done: asyncio.Future[tuple[ledger.Hold, int]]) -> None:
+            if done.cancelled() or done.exception() is not None:
+                return
+            released = self.submit(ledger.release, done.result()[0])
+            released.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+        pending.add_done_callback(placed)
 
     async def with_retries(
         self,
@@ -284,6 +359,7 @@ class Gateway:
     ) -> tuple[int, int]:
         """Charge the actual usage and write the request row, in one transaction.
         Returns (credits charged, balance after), in micro-credits."""
+        await self.confirm_hold(ctx)
         served = ctx.served_by or ctx.model
         assert served is not None and ctx.hold is not None
         markup = self.layers.markup(served)
@@ -314,11 +390,19 @@ class Gateway:
             )
             return charged, ledger.balance(db).available
 
-        return await self.db(_settle)
+        settled = self.submit(_settle)
+        settled.add_done_callback(self._note_available)
+        return await settled
 
     async def fail(self, ctx: Ctx, exc: LayersError, detail: str | None = None) -> None:
         """Record a failed request; release its hold (nothing is charged)."""
         exc.extra.setdefault("request_id", ctx.request_id)
+        if ctx.pending_hold is not None:
+            pending, ctx.pending_hold = ctx.pending_hold, None
+            try:
+                ctx.hold = (await pending)[0]
+            except Exception:
+                pass  # refused (or lost with its batch): nothing is held
         row = self._row(
             ctx,
             status="error",
@@ -344,6 +428,10 @@ class Gateway:
         """Run a flow; any failure is recorded, its hold released, and re-raised."""
         try:
             return await flow
+        except asyncio.CancelledError:
+            if ctx.pending_hold is not None:
+                self._release_once_placed(ctx.pending_hold)
+            raise
         except LayersError as exc:
             refusal = await self._key_refusal_first(ctx, exc)
             await self.fail(ctx, refusal)
@@ -460,13 +548,18 @@ class Gateway:
             await self.admit_and_hold(ctx, chain, prompt, max_out)
 
             async def open_stream(adapter: Provider, call: UpstreamCall) -> ChatStream:
-                from .chatstream import ChatStream
-
                 iterator = adapter.stream(call).__aiter__()
                 try:
                     first = await iterator.__anext__()
                 except StopAsyncIteration:
                     first = Chunk(finish_reason="stop")
+                try:
+                    await self.confirm_hold(ctx)  # before the first byte goes out
+                except BaseException:
+                    closer = getattr(iterator, "aclose", None)
+                    if closer is not None:
+                        await closer()
+                    raise
                 return ChatStream(self, ctx, iterator, first, prompt)
 
             return await self.with_retries(ctx, chain, req, directives, open_stream)
@@ -476,8 +569,6 @@ class Gateway:
     async def images(
         self, authorization: str | None, body: Any, simulate: str | None = None
     ) -> tuple[dict[str, Any], dict[str, str]]:
-        from .openai_shape import image_body
-
         ctx = Ctx(new_request_id(), "images")
 
         async def flow() -> tuple[dict[str, Any], dict[str, str]]:
@@ -500,8 +591,6 @@ class Gateway:
     async def embeddings(
         self, authorization: str | None, body: Any, simulate: str | None = None
     ) -> tuple[dict[str, Any], dict[str, str]]:
-        from .openai_shape import embedding_body
-
         ctx = Ctx(new_request_id(), "embeddings")
 
         async def flow() -> tuple[dict[str, Any], dict[str, str]]:
@@ -534,8 +623,6 @@ class Gateway:
 def _completion(
     ctx: Ctx, model_id: str, result: Completion, layers: dict[str, Any]
 ) -> dict[str, Any]:
-    from .openai_shape import completion_body
-
     return completion_body(
         "chatcmpl-" + ctx.request_id[4:], int(time.time()), model_id, result, layers
     )

@@ -19,6 +19,7 @@ from typing import Any
 import openai
 import pytest
 
+from layers_cli import ledger
 from layers_cli.providers.base import Usage
 from tests.fakes import Failure, FakeState
 from tests.fakes.openai import MISTRAL_ACCEPTED, create_app, tiny_png, vector
@@ -535,3 +536,38 @@ def test_malformed_json_is_502(gw, openai_fake):
     with expect_refused(gw, openai.InternalServerError, status=502, contains=("not valid JSON",)):
         ask(gw)
     assert len(openai_fake.requests) == 3
+
+
+# ---------------------------------------------------------------- holds placed alongside the call
+
+
+def test_a_hold_refused_after_the_upstream_call_started_is_a_clean_402(gw, openai_fake):
+    """Once the daemon knows the balance covers a request, its hold is placed while the
+    upstream call already runs. When another process spent the balance meanwhile (here a
+    negative adjustment), the hold is refused anyway: the client gets the 402 before any
+    output, nothing is charged, and that one upstream call is the only cost. The next
+    request waits for its hold again, so it never reaches the upstream."""
+
+    def refused(stream: bool) -> None:
+        with expect_refused(gw, openai.APIStatusError, status=402, code="insufficient_credits"):
+            result = ask(gw, stream=stream)
+            if stream:
+                list(result)
+
+    svc = gw.service()
+    try:
+        for stream in (False, True):
+            ask(gw)  # the daemon now knows the balance after a movement
+            spent = svc.balance()["balance_micro"] - 1
+            ledger.topup(svc.db, -spent, kind="adjustment", note="spent by another process")
+            try:
+                calls = len(openai_fake.requests)
+                refused(stream)
+                assert len(openai_fake.requests) == calls + 1  # started alongside the hold
+                refused(stream)
+                assert len(openai_fake.requests) == calls + 1  # waited for its hold
+            finally:
+                ledger.topup(svc.db, spent, kind="adjustment", note="given back")
+        assert svc.balance()["open_holds"] == 0 and svc.verify_ledger()["ok"]
+    finally:
+        svc.close()
