@@ -41,6 +41,11 @@ class DatabaseThread:
     ) -> None:
         self.db = db
         self._before_batch = before_batch
+        # Each movement in a batch is a savepoint, and SQLite keeps a savepoint's undo pages
+        # in a sub-journal: a temporary file by default, one pwrite per page each movement
+        # touches. In memory that costs no syscall (measured at 16 concurrent requests:
+        # 39 -> 8 pwrites and 110 -> 48 µs of system time per request on this thread).
+        db.conn.execute("PRAGMA temp_store = MEMORY")
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._serve, name="layers-db", daemon=True)
         self._thread.start()
