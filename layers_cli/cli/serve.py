@@ -26,6 +26,7 @@ def register(app: typer.Typer) -> None:
 
         from ..errors import LayersError
         from ..server.app import create_app
+        from ..server.protocol import UVICORN_OPTIONS
         from ..service import Layers
         from ..settings import load_settings
 
@@ -73,8 +74,6 @@ def register(app: typer.Typer) -> None:
             log_level="warning",
             timeout_graceful_shutdown=30,
             access_log=False,
-            # the gateway trusts no X-Forwarded-* header (and skips the middleware per request)
-            proxy_headers=False,
-            server_header=False,  # no "server: uvicorn" on every response
+            **UVICORN_OPTIONS,
         )
         uvicorn.Server(config).run()

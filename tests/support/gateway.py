@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from layers_cli.server.app import create_app
+from layers_cli.server.protocol import UVICORN_OPTIONS
 from layers_cli.service import Layers
 from layers_cli.settings import load_settings
 
@@ -70,6 +71,6 @@ def running_gateway(
     gateway = layers.gateway()
     gateway.retry_base_delay = retry_base_delay
     app = create_app(layers, gateway)
-    with serve_app(app) as url:
+    with serve_app(app, **UVICORN_OPTIONS) as url:  # as `layers serve` runs it
         yield GatewayHandle(url + "/v1", secret, key, home, app)
     layers.close()
