@@ -1,12 +1,15 @@
-"""The daemon's HTTP protocol writes each response once (`server/protocol.py`): what is
-written during one event-loop step leaves in one write, in order, and closing flushes first.
-Every server test also runs through it (tests/support/gateway.py uses the same options)."""
+"""The daemon's HTTP protocol writes a response's head and body at once (`server/protocol.py`):
+the head waits for the next write, everything else leaves at once and in order, and closing
+flushes first. Every server test also runs through it (tests/support/gateway.py uses the same
+options)."""
 
 from __future__ import annotations
 
 import asyncio
 
 from layers_cli.server.protocol import CoalescingTransport
+
+HEAD = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n"
 
 
 class RecordingTransport:
@@ -18,6 +21,9 @@ class RecordingTransport:
     def write(self, data: bytes) -> None:
         self.writes.append(data)
 
+    def writelines(self, pieces: tuple[bytes, ...]) -> None:
+        self.writes.append(b"".join(pieces))
+
     def is_closing(self) -> bool:
         return self.closed
 
@@ -28,25 +34,26 @@ class RecordingTransport:
         self.paused = True
 
 
-def test_writes_of_one_step_leave_together_and_close_flushes_first():
-    async def go() -> RecordingTransport:
+def test_a_head_leaves_with_its_body_and_stream_events_leave_at_once():
+    async def go() -> list[bytes]:
         real = RecordingTransport()
         transport = CoalescingTransport(real, asyncio.get_running_loop())  # type: ignore[arg-type]
-        transport.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
+        transport.write(HEAD)
+        assert real.writes == []  # the head waits for its body
         transport.write(b"hi")
-        assert real.writes == []  # not before the step ends
-        await asyncio.sleep(0)
-        assert real.writes == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi"]
+        assert real.writes == [HEAD + b"hi"]
+        transport.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\n")
         transport.write(b"data: 1\n\n")
-        await asyncio.sleep(0)  # a stream's next event leaves at the next step
-        transport.write(b"data: [DONE]\n\n")
+        transport.write(b"data: 2\n\n")  # a stream's later events are not held back
+        assert real.writes[-1] == b"data: 2\n\n" and len(real.writes) == 3
+        transport.write(HEAD)
+        await asyncio.sleep(0)  # a head with nothing after it leaves at the end of the step
+        assert real.writes[-1] == HEAD
+        transport.write(HEAD)
         transport.pause_reading()  # everything else is the real transport's
-        transport.close()
-        assert real.paused and real.closed
+        transport.close()  # flushes first
+        assert real.paused and real.closed and real.writes[-1] == HEAD
         await asyncio.sleep(0)
-        transport.write(b"too late")
-        await asyncio.sleep(0)
-        return real
+        return real.writes
 
-    real = asyncio.run(go())
-    assert real.writes[1:] == [b"data: 1\n\n", b"data: [DONE]\n\n"]  # nothing after close
+    assert len(asyncio.run(go())) == 5  # nothing written twice, nothing after close
