@@ -251,13 +251,17 @@ class Gateway:
     async def confirm_hold(self, ctx: Ctx) -> None:
         """Wait for a hold placed alongside the upstream call; raises its refusal."""
         pending = ctx.pending_hold
-        if pending is not None:
-            ctx.pending_hold = None
-            try:
-                ctx.hold = (await asyncio.shield(pending))[0]
-            except asyncio.CancelledError:
-                self._release_once_placed(pending)
-                raise
+        if pending is None:
+            return
+        ctx.pending_hold = None
+        if pending.done():  # usually, by the time the upstream answered
+            ctx.hold = pending.result()[0]
+            return
+        try:
+            ctx.hold = (await asyncio.shield(pending))[0]
+        except asyncio.CancelledError:
+            self._release_once_placed(pending)
+            raise
 
     def _release_once_placed(self, pending: asyncio.Future[tuple[ledger.Hold, int]]) -> None:
         """The request ended (cancelled) while its hold was being placed: release the hold

@@ -20,6 +20,7 @@ from layers_cli.providers.http import HTTPClient, TransportError, TransportTimeo
 from tests.support.servers import free_socket, serve_app
 
 BIG = "x" * 300_000  # one SSE line far beyond any default stream-reader limit
+MEGABYTE = b"0123456789abcdef" * 65_536
 
 
 async def upstream(scope, receive, send):
@@ -61,6 +62,11 @@ async def upstream(scope, receive, send):
              "headers": [(b"content-type", b"application/json")]}
         )  # fmt: skip
         await send({"type": "http.response.body", "body": json.dumps(answer).encode()})
+    elif path == "/big":  # several times the client's read-ahead limit
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for _ in range(8):
+            await send({"type": "http.response.body", "body": MEGABYTE, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
     elif path == "/moved":
         await send(
             {"type": "http.response.start", "status": 302, "headers": [(b"location", b"/gzip")]}
@@ -419,3 +425,20 @@ def test_requests_go_through_the_environments_proxy(base, tls, monkeypatch):
         f"CONNECT 127.0.0.1:{tls_port} HTTP/1.1".encode() + b" | " + auth,
         f"POST http://127.0.0.1:{plain_port}/echo HTTP/1.1".encode() + b" | " + auth,
     ]
+
+
+def test_bodies_beyond_the_read_ahead_limit_are_read_whole_and_streamed(base):
+    """The client stops reading the socket while a megabyte waits unread (a slow consumer of
+    a stream); a whole response is consumed as it arrives, so it never stalls."""
+
+    async def go() -> tuple[int, int]:
+        async with HTTPClient(timeout=5) as http:
+            whole = await http.request("GET", base + "/big")
+            response = await http.stream("GET", base + "/big")
+            try:
+                streamed = await response.aread()
+            finally:
+                await response.aclose()
+            return len(whole.content), len(streamed)
+
+    assert run(go()) == (8 * len(MEGABYTE), 8 * len(MEGABYTE))

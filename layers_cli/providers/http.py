@@ -403,14 +403,19 @@ class HTTPClient:
     ) -> Response:
         conn, exchange = await self._send(method, url, json, headers, params, timeout)
         assert self._pool is not None
+        parts = []
         try:
             with _mapped_errors():
                 while not exchange.complete:
                     await conn.wait()
+                    if exchange.buffered:  # taken as it comes: a big body never pauses
+                        parts.append(exchange.take())  # the socket (see HIGH_WATER)
+                        conn.consumed()
         finally:
             self._pool.give_back(conn)
-        headers = Headers(exchange.headers)
-        return Response(exchange.status, exchange.reason, headers, exchange.take())
+        parts.append(exchange.take())
+        content = parts[0] if len(parts) == 1 else b"".join(parts)
+        return Response(exchange.status, exchange.reason, Headers(exchange.headers), content)
 
     async def stream(
         self,
