@@ -187,7 +187,7 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         exchange = self.exchange
-        if exchange is None:  # bytes nobody asked for: the connection is not reusable
+        if exchange is None or exchange.complete:  # bytes nobody asked for: not reusable
             self.close()
             return
         exchange.got_bytes = True
