@@ -212,7 +212,7 @@ class Gateway:
             )
             return placed, ledger.balance(db).available
 
-        certain = self._hold_is_certain(principal, worst)
+        certain = self._hold_is_certain(principal, authorization, worst)
         ctx.pending_hold = self.submit(_hold)
         self._unconfirmed += worst
         ctx.pending_hold.add_done_callback(lambda done: self._hold_committed(done, worst))
@@ -220,16 +220,19 @@ class Gateway:
             await self.confirm_hold(ctx)
         # else: confirmed before anything reaches the client (`confirm_hold`)
 
-    def _hold_is_certain(self, principal: Principal, worst: int) -> bool:
-        """True when the hold cannot be refused unless another process spent meanwhile:
+    def _hold_is_certain(self, principal: Principal, authorization: str | None, worst: int) -> bool:
+        """True when the hold cannot be refused unless another process committed meanwhile:
         this daemon saw the balance after its last committed movement, every hold of its own
-        not committed yet is subtracted, and no budget is involved (those need the database).
-        Then the hold is placed while the upstream call runs instead of before it. If another
-        process did spend (a second daemon on the same home, a negative adjustment), the
-        refusal still reaches the client before any output; only that upstream call is
-        wasted."""
+        not committed yet is subtracted, no budget is involved (those need the database), and
+        the key is still remembered (it is forgotten once the database thread sees another
+        process's commit). Then the hold is placed while the upstream call runs instead of
+        before it. If another process did spend or revoke in between (a second daemon on the
+        same home, a negative adjustment, `layers keys revoke`), the refusal still reaches the
+        client before any output; only the upstream calls started meanwhile are wasted."""
         return (
             self._available is not None
+            and authorization is not None
+            and self.known_keys.knows(authorization)
             and principal.budget_micro is None
             and principal.project_budget_micro is None
             and self._available - self._unconfirmed >= worst

@@ -383,7 +383,8 @@ class HTTPClient:
         """Send and read the whole answer (any status: the caller maps errors). A GET
         follows redirects (image downloads can be redirected to a CDN)."""
         for _ in range(MAX_REDIRECTS + 1):
-            response = await self._whole(method, url, json, headers, params, timeout)
+            conn, exchange = await self._send(method, url, json, headers, params, timeout)
+            response = await self._read_whole(conn, exchange)
             location = response.headers.get("location")
             if method != "GET" or response.status_code not in (301, 302, 303, 307, 308):
                 return response
@@ -392,24 +393,17 @@ class HTTPClient:
             url, params = _join(url, location), None
         return response
 
-    async def _whole(
-        self,
-        method: str,
-        url: str,
-        json: Any,
-        headers: Mapping[str, str] | None,
-        params: Mapping[str, str] | None,
-        timeout: float | None,
-    ) -> Response:
-        conn, exchange = await self._send(method, url, json, headers, params, timeout)
+    async def _read_whole(self, conn: Connection, exchange: Exchange) -> Response:
+        """The rest of the body, taken as it comes (so a big one never pauses the socket,
+        see HIGH_WATER); the connection goes back to the pool either way."""
         assert self._pool is not None
         parts = []
         try:
             with _mapped_errors():
                 while not exchange.complete:
                     await conn.wait()
-                    if exchange.buffered:  # taken as it comes: a big body never pauses
-                        parts.append(exchange.take())  # the socket (see HIGH_WATER)
+                    if exchange.buffered:
+                        parts.append(exchange.take())
                         conn.consumed()
         finally:
             self._pool.give_back(conn)
