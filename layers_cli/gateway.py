@@ -210,7 +210,9 @@ class Gateway:
                 budgets=current.budget_micro is not None
                 or current.project_budget_micro is not None,
             )
-            return placed, ledger.balance(db).available
+            if placed.available_after is None:  # placed before (a retried hold)
+                return placed, ledger.balance(db).available
+            return placed, placed.available_after
 
         certain = self._hold_is_certain(principal, authorization, worst)
         ctx.pending_hold = self.submit(_hold)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .db import immediate, now_iso
@@ -38,6 +38,9 @@ class Hold:
     amount: int
     key_id: str | None = None
     project_id: int | None = None
+    # the account's available balance right after `hold` placed it (None when it was placed
+    # earlier): the daemon's view of the balance, without another query
+    available_after: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -197,7 +200,7 @@ def hold(
                 return existing
             raise
         conn.execute("UPDATE account SET held_micro = held_micro + ? WHERE id = 1", (amount,))
-        return Hold(cur.lastrowid or 0, request_id, amount, key_id, project_id)
+        return Hold(cur.lastrowid or 0, request_id, amount, key_id, project_id, available - amount)
 
 
 def _close(db: Database, h: Hold, status: str, charged: int, also: AlsoFn | None) -> int:

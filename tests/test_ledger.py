@@ -36,7 +36,8 @@ def sums(db):
 def test_topup_hold_settle_release(db):
     ledger.topup(db, 10_000_000, note="first")
     h = ledger.hold(db, 4_000_000, "req_a")
-    assert ledger.balance(db).available == 6_000_000
+    assert ledger.balance(db).available == 6_000_000 == h.available_after
+    assert ledger.hold(db, 4_000_000, "req_a").available_after is None  # the same, placed before
     assert ledger.settle(db, h, 1_500_000) == 1_500_000
     assert ledger.balance(db).available == 8_500_000
     h2 = ledger.hold(db, 2_000_000, "req_b")
