@@ -3,9 +3,10 @@
     authenticate → validate + resolve model → route → rate limit → quote + hold
     → provider (retries, fallbacks) → charge → settle + request row → response
 
-When this daemon's own view of the balance proves the hold will be granted, the hold is
-placed while the upstream call already runs, and confirmed before anything reaches the client
-(`Gateway._hold_is_certain`); otherwise the upstream call waits for it.
+A request is usually held in memory against the daemon's reservation, with no database work
+before the upstream call (`holds`); a database movement it does need (a growth of the
+reservation, a hold row for a budget) runs alongside the upstream call when it is certain to
+be granted, and is confirmed before anything reaches the client.
 
 Settlement happens on every exit path: success, provider failure (released, charged
 nothing), and a client that disconnects mid-stream (charged for what was generated, marked
@@ -28,6 +29,7 @@ from .chatstream import ChatStream
 from .db import immediate, now_iso
 from .dbthread import DatabaseThread
 from .errors import AuthenticationError, LayersError, ProviderError, ProviderRateLimited
+from .holds import Holds
 from .keycache import RememberedKeys
 from .limits import LimitState, RateLimiter
 from .openai_shape import completion_body, embedding_body, image_body
@@ -73,10 +75,10 @@ class Ctx:
     served_by: ModelInfo | None = None
     simulated: bool = False
     streamed: bool = False
-    hold: ledger.Hold | None = None
-    # a hold being placed while the upstream call already runs (see `admit_and_hold`):
-    # resolves to (hold, available balance after it)
-    pending_hold: asyncio.Future[tuple[ledger.Hold, int]] | None = None
+    hold: ledger.Hold | None = None  # until the request is settled
+    # the database movement the hold still depends on, running alongside the upstream
+    # call (see `holds`): confirmed before any output
+    pending_hold: asyncio.Future[Any] | None = None
     admitted_tokens: int = 0
     metadata: dict[str, Any] | None = None
     ttft_ms: int | None = None
@@ -98,25 +100,30 @@ class Gateway:
         self.retry_base_delay = 0.25
         self._db_thread: DatabaseThread | None = None
         self.known_keys = RememberedKeys()
-        # The available balance after the last movement seen to commit, and the worst cases
-        # of the holds queued and not committed yet: together they tell when a hold is
-        # certain to be granted, so the upstream call need not wait for it.
-        self._available: int | None = None
-        self._unconfirmed = 0
+        self.holds = Holds(self.submit, self.known_keys)
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> list[ledger.Hold]:
         self.http = HTTPClient(timeout=self.settings.upstream_timeout, max_connections=200)
-        self._db_thread = DatabaseThread(
-            self.layers.db, before_batch=self.known_keys.forget_if_changed
-        )
-        return await self.db(ledger.recover)
+        self._db_thread = DatabaseThread(self.layers.db, before_batch=self._seen_elsewhere)
+        recovered = await self.db(ledger.recover)
+        await self.holds.open()
+        return recovered
 
     async def stop(self) -> None:
         if self.http is not None:
             await self.http.aclose()
         if self._db_thread is not None:
-            self._db_thread.stop()
+            try:
+                await self.holds.close()
+            finally:
+                self._db_thread.stop()
+
+    def _seen_elsewhere(self, db: Any) -> None:
+        """Another process committed (a key, a budget, the balance may have changed): what
+        this daemon remembered of them is not to be relied on until it is read again."""
+        if self.known_keys.forget_if_changed(db):
+            self.holds.seen_elsewhere()
 
     async def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``fn(db, *args)`` on the database thread."""
@@ -190,95 +197,21 @@ class Gateway:
         worst = max(
             quote_micro(m, prompt_tokens, max_out, self.layers.markup(m), images) for m in chain
         )
-        authorization = ctx.authorization
-
-        def _hold(db: Any) -> tuple[ledger.Hold, int]:
-            current = principal
-            if authorization and not self.known_keys.knows(authorization):
-                current = keys.verify(db, authorization)  # forgotten: changed since; or 401
-                self.known_keys.remember(authorization, current)
-            # `current` was read with no commit by another process since (else forgotten),
-            # so its budgets are the database's
-            placed = ledger.hold(
-                db,
-                worst,
-                ctx.request_id,
-                key_id=principal.key_id,
-                project_id=principal.project_id,
-                key_name=principal.key_label or principal.prefix,
-                project_name=principal.project_name,
-                budgets=current.budget_micro is not None
-                or current.project_budget_micro is not None,
-            )
-            if placed.available_after is None:  # placed before (a retried hold)
-                return placed, ledger.balance(db).available
-            return placed, placed.available_after
-
-        certain = self._hold_is_certain(principal, authorization, worst)
-        ctx.pending_hold = self.submit(_hold)
-        self._unconfirmed += worst
-        ctx.pending_hold.add_done_callback(lambda done: self._hold_committed(done, worst))
-        if not certain:
-            await self.confirm_hold(ctx)
-        # else: confirmed before anything reaches the client (`confirm_hold`)
-
-    def _hold_is_certain(self, principal: Principal, authorization: str | None, worst: int) -> bool:
-        """True when the hold cannot be refused unless another process committed meanwhile:
-        this daemon saw the balance after its last committed movement, every hold of its own
-        not committed yet is subtracted, no budget is involved (those need the database), and
-        the key is still remembered (it is forgotten once the database thread sees another
-        process's commit). Then the hold is placed while the upstream call runs instead of
-        before it. If another process did spend or revoke in between (a second daemon on the
-        same home, a negative adjustment, `layers keys revoke`), the refusal still reaches the
-        client before any output; only the upstream calls started meanwhile are wasted."""
-        return (
-            self._available is not None
-            and authorization is not None
-            and self.known_keys.knows(authorization)
-            and principal.budget_micro is None
-            and principal.project_budget_micro is None
-            and self._available - self._unconfirmed >= worst
+        ctx.hold, ctx.pending_hold, wait = self.holds.place(
+            ctx.request_id, worst, principal, ctx.authorization
         )
-
-    def _hold_committed(self, done: asyncio.Future[tuple[ledger.Hold, int]], worst: int) -> None:
-        self._unconfirmed -= worst
-        if done.cancelled():
-            return
-        if done.exception() is None:
-            self._available = done.result()[1]
-        else:  # refused: what this daemon knew was wrong, so the next hold is awaited
-            self._available = None
-
-    def _note_available(self, done: asyncio.Future[tuple[int, int]]) -> None:
-        if not done.cancelled() and done.exception() is None:
-            self._available = done.result()[1]
+        if wait:
+            await self.confirm_hold(ctx)
 
     async def confirm_hold(self, ctx: Ctx) -> None:
-        """Wait for a hold placed alongside the upstream call; raises its refusal."""
-        pending = ctx.pending_hold
+        """Wait for the movement a hold depends on; raises its refusal."""
+        pending, ctx.pending_hold = ctx.pending_hold, None
         if pending is None:
             return
-        ctx.pending_hold = None
         if pending.done():  # usually, by the time the upstream answered
-            ctx.hold = pending.result()[0]
+            pending.result()
             return
-        try:
-            ctx.hold = (await asyncio.shield(pending))[0]
-        except asyncio.CancelledError:
-            self._release_once_placed(pending)
-            raise
-
-    def _release_once_placed(self, pending: asyncio.Future[tuple[ledger.Hold, int]]) -> None:
-        """The request ended (cancelled) while its hold was being placed: release the hold
-        as soon as it is, so it does not stay open until the next start."""
-
-        def placed(done: asyncio.Future[tuple[ledger.Hold, int]]) -> None:
-            if done.cancelled() or done.exception() is not None:
-                return
-            released = self.submit(ledger.release, done.result()[0])
-            released.add_done_callback(lambda f: f.cancelled() or f.exception())
-
-        pending.add_done_callback(placed)
+        await asyncio.shield(pending)
 
     async def with_retries(
         self,
@@ -391,27 +324,22 @@ class Gateway:
         )
         if ctx.principal:
             self.limiter.adjust(ctx.principal.key_id, ctx.admitted_tokens, usage.total_tokens)
-        hold = ctx.hold
-
-        def _settle(db: Any) -> tuple[int, int]:
-            charged = ledger.settle(
-                db, hold, credits_micro, also=lambda conn: requestlog.insert(conn, row)
-            )
-            return charged, ledger.balance(db).available
-
-        settled = self.submit(_settle)
-        settled.add_done_callback(self._note_available)
-        return await settled
+        hold, ctx.hold = ctx.hold, None
+        return await self.holds.settle(
+            hold, credits_micro, also=lambda conn: requestlog.insert(conn, row)
+        )
 
     async def fail(self, ctx: Ctx, exc: LayersError, detail: str | None = None) -> None:
         """Record a failed request; release its hold (nothing is charged)."""
         exc.extra.setdefault("request_id", ctx.request_id)
+        hold, ctx.hold = ctx.hold, None
         if ctx.pending_hold is not None:
             pending, ctx.pending_hold = ctx.pending_hold, None
             try:
-                ctx.hold = (await pending)[0]
-            except Exception:
-                pass  # refused (or lost with its batch): nothing is held
+                await pending
+            except Exception:  # refused (or lost with its batch): a hold row never was
+                if hold is not None and not hold.reserved:
+                    hold = None
         row = self._row(
             ctx,
             status="error",
@@ -419,17 +347,16 @@ class Gateway:
             error_code=exc.code,
             error=(detail or exc.message)[:2000],
         )
-        hold = ctx.hold
 
         def _record(db: Any) -> None:
-            if hold is not None:
-                ledger.release(db, hold, also=lambda conn: requestlog.insert(conn, row))
-            else:
-                with immediate(db) as conn:
-                    requestlog.insert(conn, row)
+            with immediate(db) as conn:
+                requestlog.insert(conn, row)
 
         try:
-            await self.db(_record)
+            if hold is not None:
+                await self.holds.settle(hold, None, also=lambda conn: requestlog.insert(conn, row))
+            else:
+                await self.db(_record)
         except Exception:  # the error the client sees matters more than its log row
             pass
 
@@ -438,8 +365,8 @@ class Gateway:
         try:
             return await flow
         except asyncio.CancelledError:
-            if ctx.pending_hold is not None:
-                self._release_once_placed(ctx.pending_hold)
+            hold, ctx.hold = ctx.hold, None
+            self.holds.abandon(hold)
             raise
         except LayersError as exc:
             refusal = await self._key_refusal_first(ctx, exc)
@@ -478,6 +405,8 @@ class Gateway:
         """Authenticate, validate and resolve the model (shared by every endpoint)."""
         body = validation.require_object(body)
         ctx.authorization = authorization
+        assert self._db_thread is not None
+        self._db_thread.try_now(self._seen_elsewhere)
         ctx.principal = self.known_keys.get(authorization)
         ctx.key_from_memory = ctx.principal is not None
         if ctx.principal is None:

@@ -3,10 +3,11 @@
 Verifying a key is a database read on the database thread for every request; remembering it
 saves that trip. A remembered key is only as good as the rows it was read from, so every
 key is forgotten as soon as another connection (the CLI revoking a key, changing a limit or
-a budget) has committed: the database thread compares SQLite's ``data_version`` before each
-batch (`forget_if_changed`). A hold re-verifies a key that was forgotten meanwhile, and a
-request refused for another reason re-checks its key first (see `Gateway.run`), so a revoked
-key is still told so.
+a budget) has committed: SQLite's ``data_version`` is compared before each batch of the
+database thread and, when that thread is not busy, as each request arrives
+(`forget_if_changed`). A growth of the reservation or a hold row re-verifies a key that was
+forgotten meanwhile, and a request refused for another reason re-checks its key first (see
+`Gateway.run`), so a revoked key is still told so.
 """
 
 from __future__ import annotations
@@ -48,9 +49,12 @@ class RememberedKeys:
             self._by_hash.clear()
         self._by_hash[hash_secret(authorization)] = principal
 
-    def forget_if_changed(self, db: Any) -> None:
-        """On the database thread, before each batch: did another connection commit?"""
+    def forget_if_changed(self, db: Any) -> bool:
+        """Did another connection commit? (Never two threads at once: `DatabaseThread`
+        runs it before each batch, and `try_now` only between batches.)"""
         version = db.conn.execute("PRAGMA data_version").fetchone()[0]
-        if version != self._data_version:
-            self._data_version = version
-            self._by_hash.clear()
+        if version == self._data_version:
+            return False
+        self._data_version = version
+        self._by_hash.clear()
+        return True

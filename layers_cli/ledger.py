@@ -11,6 +11,13 @@ totals together, so the account's balance is always ``sum(entries) − sum(open 
 * ``recover`` releases holds whose process died (a crash never loses or doubles a charge).
 
 Each operation is idempotent per request id: a retried settle or release is a no-op.
+
+A running daemon also keeps one **reservation**: an open hold of its own (``request_id``
+``reservation:PID:…``) that covers the worst cases of its requests in flight, which it
+tracks in memory (`holds.Holds`). ``reserve`` grows it, ``charge_reserved`` takes a
+request's charge out of it (and gives the rest back when the daemon is idle), so a request
+whose worst case fits in the reservation costs one transaction, not two. Every other
+process sees the reservation as held, and a crash leaves it to ``recover`` like any hold.
 """
 
 from __future__ import annotations
@@ -41,6 +48,8 @@ class Hold:
     # the account's available balance right after `hold` placed it (None when it was placed
     # earlier): the daemon's view of the balance, without another query
     available_after: int | None = field(default=None, compare=False)
+    # held in the daemon's memory against its reservation, not as a row of its own
+    reserved: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,10 @@ class Balance:
 def balance(db: Database) -> Balance:
     row = db.conn.execute("SELECT entries_micro, held_micro FROM account WHERE id = 1").fetchone()
     return Balance(entries=row[0], held=row[1])
+
+
+def balance_available(conn: sqlite3.Connection) -> int:
+    return conn.execute("SELECT entries_micro - held_micro FROM account WHERE id = 1").fetchone()[0]
 
 
 def _insert_entry(
@@ -89,6 +102,16 @@ def topup(db: Database, amount: int, *, note: str = "", kind: str = "topup") -> 
         _insert_entry(conn, kind, amount, note=note)
         conn.execute("UPDATE account SET entries_micro = entries_micro + ? WHERE id = 1", (amount,))
     return balance(db)
+
+
+def _insufficient(balance: int, required: int) -> InsufficientCredits:
+    return InsufficientCredits(
+        f"Insufficient credits: the balance is {format_credits(balance)} credits and this "
+        f"request may cost up to {format_credits(required)}.",
+        hint="Add credits with `layers credits topup 500` (or `$5`), or lower max_tokens.",
+        balance=format_credits(balance),
+        required=format_credits(required),
+    )
 
 
 def _hold_from_row(row: tuple[Any, ...]) -> Hold:
@@ -170,14 +193,7 @@ def hold(
         available = entries - held
         try:
             if amount > available:
-                raise InsufficientCredits(
-                    f"Insufficient credits: the balance is {format_credits(available)} credits "
-                    f"and this request may cost up to {format_credits(amount)}.",
-                    hint="Add credits with `layers credits topup 500` (or `$5`), or lower "
-                    "max_tokens.",
-                    balance=format_credits(available),
-                    required=format_credits(amount),
-                )
+                raise _insufficient(available, amount)
             if budgets and (key_id is not None or project_id is not None):
                 _check_budgets(
                     conn,
@@ -201,6 +217,19 @@ def hold(
             raise
         conn.execute("UPDATE account SET held_micro = held_micro + ? WHERE id = 1", (amount,))
         return Hold(cur.lastrowid or 0, request_id, amount, key_id, project_id, available - amount)
+
+
+def _add_spent(conn: sqlite3.Connection, h: Hold, charged: int) -> None:
+    """What the key and the project have spent (their budgets read it)."""
+    if h.key_id is not None:
+        conn.execute(
+            "UPDATE api_keys SET spent_micro = spent_micro + ? WHERE id = ?", (charged, h.key_id)
+        )
+    if h.project_id is not None:
+        conn.execute(
+            "UPDATE projects SET spent_micro = spent_micro + ? WHERE id = ?",
+            (charged, h.project_id),
+        )
 
 
 def _close(db: Database, h: Hold, status: str, charged: int, also: AlsoFn | None) -> int:
@@ -231,16 +260,7 @@ def _close(db: Database, h: Hold, status: str, charged: int, also: AlsoFn | None
                 key_id=h.key_id,
                 project_id=h.project_id,
             )
-            if h.key_id is not None:
-                conn.execute(
-                    "UPDATE api_keys SET spent_micro = spent_micro + ? WHERE id = ?",
-                    (charged, h.key_id),
-                )
-            if h.project_id is not None:
-                conn.execute(
-                    "UPDATE projects SET spent_micro = spent_micro + ? WHERE id = ?",
-                    (charged, h.project_id),
-                )
+            _add_spent(conn, h, charged)
         if also is not None:
             also(conn)
         return charged
@@ -272,20 +292,139 @@ def _pid_alive(pid: int) -> bool:
 
 
 def open_holds(db: Database) -> list[dict[str, Any]]:
-    return list(db.query("SELECT * FROM holds WHERE status = 'open' ORDER BY id"))
+    """Holds that hold something (an idle daemon's reservation of 0 is not one)."""
+    return list(
+        db.query("SELECT * FROM holds WHERE status = 'open' AND amount_micro > 0 ORDER BY id")
+    )
+
+
+# -- a daemon's reservation --------------------------------------------------------------
+@dataclass(frozen=True)
+class Reserved:
+    """What a reservation movement left: the reservation's amount, and the account's
+    available balance (entries − every open hold, this reservation included)."""
+
+    amount: int
+    available: int
+
+
+def open_reservation(db: Database) -> tuple[int, Reserved]:
+    """A new daemon's reservation, holding nothing yet: its row id, and the balance."""
+    with immediate(db) as conn:
+        row_id = conn.execute(
+            "INSERT INTO holds (request_id, amount_micro, pid, created_at) VALUES (?, 0, ?, ?)",
+            (f"reservation:{os.getpid()}:{os.urandom(4).hex()}", os.getpid(), now_iso()),
+        ).lastrowid
+        assert row_id is not None
+        return row_id, Reserved(0, balance_available(conn))
+
+
+def _reserved_now(conn: sqlite3.Connection, row_id: int) -> int:
+    """What the reservation holds now: 0 once something released it (`layers ledger
+    recover --all`); the next movement reopens it."""
+    row = conn.execute("SELECT amount_micro, status FROM holds WHERE id = ?", (row_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"No reservation {row_id}.")
+    return row[0] if row[1] == "open" else 0
+
+
+def _set_reserved(conn: sqlite3.Connection, row_id: int, amount: int) -> None:
+    """The caller moves ``account.held_micro`` by the difference, in the same transaction."""
+    conn.execute(
+        "UPDATE holds SET amount_micro = ?, status = 'open', closed_at = NULL WHERE id = ?",
+        (amount, row_id),
+    )
+
+
+def reserve(db: Database, row_id: int, need: int, want: int, amount: int) -> Reserved:
+    """Make the reservation cover ``need`` micro-credits (the worst cases of the requests in
+    flight when it was asked, this one of ``amount`` included): as far as ``want`` if the
+    balance allows, else exactly ``need``, else refuse with 402. Absolute amounts, so growths
+    queued together take from the balance only what the requests need between them."""
+    with immediate(db) as conn:
+        current = _reserved_now(conn, row_id)
+        available = balance_available(conn)
+        if need <= current:  # a growth queued before this one covered it
+            return Reserved(current, available)
+        grow = want - current if want - current <= available else need - current
+        if grow > available:
+            # what this request could use: the balance outside the reservation, and the
+            # reservation's room beyond the other requests in flight
+            raise _insufficient(available + max(current - (need - amount), 0), amount)
+        _set_reserved(conn, row_id, current + grow)
+        conn.execute("UPDATE account SET held_micro = held_micro + ? WHERE id = 1", (grow,))
+        return Reserved(current + grow, available - grow)
+
+
+def charge_reserved(
+    db: Database, row_id: int, h: Hold, actual: int, *, idle: bool, also: AlsoFn | None = None
+) -> tuple[int, Reserved]:
+    """Charge ``actual`` for a request held in the reservation, and run ``also`` in the same
+    transaction. The balance outside the reservation pays while it can, so the reservation
+    keeps its size under a steady load; past that the charge comes out of the reservation
+    (what is left still covers the other requests in flight). When the daemon is ``idle``
+    the whole reservation goes back. ``actual`` 0 is a release. Returns (charged, what is
+    left)."""
+    if actual < 0:
+        raise InvalidRequest("A charge cannot be negative.")
+    with immediate(db) as conn:
+        current = _reserved_now(conn, row_id)
+        available = balance_available(conn)
+        if actual:
+            try:
+                _insert_entry(
+                    conn,
+                    "charge",
+                    -actual,
+                    request_id=h.request_id,
+                    key_id=h.key_id,
+                    project_id=h.project_id,
+                )
+            except sqlite3.IntegrityError:  # charged before: a retried settlement moves nothing
+                before = conn.execute(
+                    "SELECT -amount_micro FROM ledger_entries WHERE request_id = ?"
+                    " AND kind = 'charge'",
+                    (h.request_id,),
+                ).fetchone()[0]
+                return before, Reserved(current, available)
+            _add_spent(conn, h, actual)
+        left = 0 if idle else max(current - max(actual - available, 0), 0)
+        if left != current:
+            _set_reserved(conn, row_id, left)
+        conn.execute(
+            "UPDATE account SET entries_micro = entries_micro - ?, held_micro = held_micro - ?"
+            " WHERE id = 1",
+            (actual, current - left),
+        )
+        if also is not None:
+            also(conn)
+        return actual, Reserved(left, available - actual + current - left)
+
+
+def close_reservation(db: Database, row_id: int) -> None:
+    """Give the whole reservation back (the daemon is stopping)."""
+    with immediate(db) as conn:
+        current = _reserved_now(conn, row_id)
+        conn.execute(
+            "UPDATE holds SET amount_micro = 0, status = 'released', closed_at = ?,"
+            " charged_micro = 0 WHERE id = ?",
+            (now_iso(), row_id),
+        )
+        conn.execute("UPDATE account SET held_micro = held_micro - ? WHERE id = 1", (current,))
 
 
 def recover(db: Database, *, all_processes: bool = False) -> list[Hold]:
     """Release holds left by processes that are gone (or every open hold with
     ``all_processes``); returns what was released."""
     released = []
-    for row in open_holds(db):
+    for row in list(db.query("SELECT * FROM holds WHERE status = 'open' ORDER BY id")):
         if all_processes or not _pid_alive(row["pid"]):
             h = Hold(
                 row["id"], row["request_id"], row["amount_micro"], row["key_id"], row["project_id"]
             )
             release(db, h)
-            released.append(h)
+            if h.amount:  # an idle daemon's empty reservation held nothing
+                released.append(h)
     return released
 
 

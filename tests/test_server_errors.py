@@ -77,15 +77,17 @@ def test_revoked_and_archived_keys(gw):
 
 
 def test_a_key_changed_while_in_use_takes_effect_on_the_next_request(gw):
-    # The gateway remembers verified keys. A revocation committed by another process (the
-    # CLI) refuses the very next request; a new rate limit applies from the one after (the
-    # next request is admitted on what was remembered, and its hold re-reads the key).
+    # The gateway remembers verified keys, and forgets them when it sees another process's
+    # commit as a request arrives: a revocation or a new rate limit committed by the CLI
+    # applies to the very next request.
     svc = gw.service()
     key, secret = svc.create_key("playground", label="in use")
     client = gw.client(api_key=secret, max_retries=0)
     client.chat.completions.create(model=MODEL, messages=HELLO)  # verified and remembered
     svc.update_key(key["id"], rpm=3)  # the window already holds one request
-    client.chat.completions.create(model=MODEL, messages=HELLO)
+    second = client.chat.completions.with_raw_response.create(model=MODEL, messages=HELLO)
+    assert second.headers["x-ratelimit-limit"] == "3"
+    assert second.headers["x-ratelimit-remaining"] == "1"
     third = client.chat.completions.with_raw_response.create(model=MODEL, messages=HELLO)
     assert third.headers["x-ratelimit-limit"] == "3"
     assert third.headers["x-ratelimit-remaining"] == "0"
