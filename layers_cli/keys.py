@@ -123,8 +123,13 @@ def create_key(
     return get_key(db, row["id"]), secret
 
 
+# A key's last use is its newest request row, found through the `requests_key` index; the
+# request path writes nothing to the key for it (`api_keys.last_used_at` is no longer kept).
 _KEY_SELECT = (
-    "SELECT k.*, p.name AS project_name, p.archived_at AS project_archived_at"
+    "SELECT k.id, k.project_id, k.label, k.kind, k.prefix, k.hash, k.created_at,"
+    " (SELECT MAX(r.created_at) FROM requests r WHERE r.key_id = k.id) AS last_used_at,"
+    " k.expires_at, k.revoked_at, k.rotated_to, k.rpm, k.tpm, k.budget_micro, k.spent_micro,"
+    " p.name AS project_name, p.archived_at AS project_archived_at"
     " FROM api_keys k JOIN projects p ON p.id = k.project_id"
 )
 

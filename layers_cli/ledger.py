@@ -319,13 +319,17 @@ def open_reservation(db: Database) -> tuple[int, Reserved]:
         return row_id, Reserved(0, balance_available(conn))
 
 
-def _reserved_now(conn: sqlite3.Connection, row_id: int) -> int:
-    """What the reservation holds now: 0 once something released it (`layers ledger
-    recover --all`); the next movement reopens it."""
-    row = conn.execute("SELECT amount_micro, status FROM holds WHERE id = ?", (row_id,)).fetchone()
+def _reserved_and_available(conn: sqlite3.Connection, row_id: int) -> tuple[int, int]:
+    """What the reservation holds now (0 once something released it, e.g. `layers ledger
+    recover --all`: the next movement reopens it), and the account's available balance."""
+    row = conn.execute(
+        "SELECT h.amount_micro, h.status, a.entries_micro - a.held_micro"
+        " FROM holds h, account a WHERE h.id = ? AND a.id = 1",
+        (row_id,),
+    ).fetchone()
     if row is None:
         raise NotFound(f"No reservation {row_id}.")
-    return row[0] if row[1] == "open" else 0
+    return (row[0] if row[1] == "open" else 0), row[2]
 
 
 def _set_reserved(conn: sqlite3.Connection, row_id: int, amount: int) -> None:
@@ -342,8 +346,7 @@ def reserve(db: Database, row_id: int, need: int, want: int, amount: int) -> Res
     balance allows, else exactly ``need``, else refuse with 402. Absolute amounts, so growths
     queued together take from the balance only what the requests need between them."""
     with immediate(db) as conn:
-        current = _reserved_now(conn, row_id)
-        available = balance_available(conn)
+        current, available = _reserved_and_available(conn, row_id)
         if need <= current:  # a growth queued before this one covered it
             return Reserved(current, available)
         grow = want - current if want - current <= available else need - current
@@ -368,8 +371,7 @@ def charge_reserved(
     if actual < 0:
         raise InvalidRequest("A charge cannot be negative.")
     with immediate(db) as conn:
-        current = _reserved_now(conn, row_id)
-        available = balance_available(conn)
+        current, available = _reserved_and_available(conn, row_id)
         if actual:
             try:
                 _insert_entry(
@@ -404,7 +406,7 @@ def charge_reserved(
 def close_reservation(db: Database, row_id: int) -> None:
     """Give the whole reservation back (the daemon is stopping)."""
     with immediate(db) as conn:
-        current = _reserved_now(conn, row_id)
+        current, _ = _reserved_and_available(conn, row_id)
         conn.execute(
             "UPDATE holds SET amount_micro = 0, status = 'released', closed_at = ?,"
             " charged_micro = 0 WHERE id = ?",

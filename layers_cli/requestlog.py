@@ -117,10 +117,6 @@ class RequestRow:
 
 def insert(conn: sqlite3.Connection, row: RequestRow) -> None:
     conn.execute(_INSERT, row.values())
-    if row.key_id:
-        conn.execute(
-            "UPDATE api_keys SET last_used_at = ? WHERE id = ?", (row.created_at, row.key_id)
-        )
 
 
 def _decode(row: dict[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import struct
 
 import httpx
 import jsonschema
+import openai
 import pytest
 
 from tests.support.gateway import running_gateway
@@ -224,3 +225,22 @@ def test_account_endpoints(gw):
     usage = httpx.get(gw.base_url + "/usage", params={"by": "model"}, headers=headers).json()
     assert usage["total"]["requests"] >= 1 and usage["groups"]
     assert httpx.get(gw.base_url.removesuffix("/v1") + "/health").json()["status"] == "ok"
+
+
+def test_a_keys_last_use_is_its_newest_request(tmp_path):
+    with running_gateway(tmp_path / "home") as gw:
+        svc = gw.service()
+        try:
+            unused, _ = svc.create_key("playground", label="never used")
+            assert {k["id"]: k["last_used_at"] for k in svc.list_keys()}[gw.key["id"]] is None
+            client = gw.client()
+            client.chat.completions.create(
+                model=MODEL, messages=[{"role": "user", "content": "Hi"}]
+            )
+            with pytest.raises(openai.NotFoundError):  # a failed request is a use too
+                client.chat.completions.create(model="nobody/nothing", messages=[])
+            newest = svc.list_requests(limit=1)[0]
+            used = {k["id"]: k["last_used_at"] for k in svc.list_keys()}
+            assert used == {gw.key["id"]: newest["created_at"], unused["id"]: None}
+        finally:
+            svc.close()
