@@ -81,8 +81,8 @@ def _insert_entry(
     project_id: int | None = None,
     note: str = "",
 ) -> None:
-    """The entry row only: the caller updates ``account.entries_micro`` in the same
-    transaction (`_close` folds it into its one update of the account row)."""
+    """The entry row; its trigger (migration m003) moves ``account.entries_micro`` and, for a
+    charge, what its key and project have spent."""
     conn.execute(
         "INSERT INTO ledger_entries (created_at, kind, amount_micro, request_id, key_id,"
         " project_id, note) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -100,7 +100,6 @@ def topup(db: Database, amount: int, *, note: str = "", kind: str = "topup") -> 
         raise InvalidRequest("A top-up must be positive.", param="amount")
     with immediate(db) as conn:
         _insert_entry(conn, kind, amount, note=note)
-        conn.execute("UPDATE account SET entries_micro = entries_micro + ? WHERE id = 1", (amount,))
     return balance(db)
 
 
@@ -219,19 +218,6 @@ def hold(
         return Hold(cur.lastrowid or 0, request_id, amount, key_id, project_id, available - amount)
 
 
-def _add_spent(conn: sqlite3.Connection, h: Hold, charged: int) -> None:
-    """What the key and the project have spent (their budgets read it)."""
-    if h.key_id is not None:
-        conn.execute(
-            "UPDATE api_keys SET spent_micro = spent_micro + ? WHERE id = ?", (charged, h.key_id)
-        )
-    if h.project_id is not None:
-        conn.execute(
-            "UPDATE projects SET spent_micro = spent_micro + ? WHERE id = ?",
-            (charged, h.project_id),
-        )
-
-
 def _close(db: Database, h: Hold, status: str, charged: int, also: AlsoFn | None) -> int:
     with immediate(db) as conn:
         closed = conn.execute(
@@ -246,11 +232,7 @@ def _close(db: Database, h: Hold, status: str, charged: int, also: AlsoFn | None
             if row is None:
                 raise NotFound(f"No hold for request {h.request_id}.")
             return int(row[0] or 0)  # already closed: idempotent
-        conn.execute(
-            "UPDATE account SET held_micro = held_micro - ?, entries_micro = entries_micro - ?"
-            " WHERE id = 1",
-            (closed[0][0], charged),
-        )
+        conn.execute("UPDATE account SET held_micro = held_micro - ? WHERE id = 1", (closed[0][0],))
         if charged:
             _insert_entry(
                 conn,
@@ -260,7 +242,6 @@ def _close(db: Database, h: Hold, status: str, charged: int, also: AlsoFn | None
                 key_id=h.key_id,
                 project_id=h.project_id,
             )
-            _add_spent(conn, h, charged)
         if also is not None:
             also(conn)
         return charged
@@ -389,15 +370,12 @@ def charge_reserved(
                     (h.request_id,),
                 ).fetchone()[0]
                 return before, Reserved(current, available)
-            _add_spent(conn, h, actual)
         left = 0 if idle else max(current - max(actual - available, 0), 0)
         if left != current:
             _set_reserved(conn, row_id, left)
-        conn.execute(
-            "UPDATE account SET entries_micro = entries_micro - ?, held_micro = held_micro - ?"
-            " WHERE id = 1",
-            (actual, current - left),
-        )
+            conn.execute(
+                "UPDATE account SET held_micro = held_micro - ? WHERE id = 1", (current - left,)
+            )
         if also is not None:
             also(conn)
         return actual, Reserved(left, available - actual + current - left)

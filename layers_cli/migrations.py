@@ -200,3 +200,22 @@ def m002_usage_rollup(db: Database) -> None:
             + "\n".join(body)
             + "\nEND"
         )
+
+
+@MIGRATIONS()
+def m003_ledger_totals_by_trigger(db: Database) -> None:
+    """The running totals a ledger entry moves (the account's entries, and what a charge's
+    key and project have spent) kept by a trigger in the statement that writes the entry:
+    the settlement of a request is one statement fewer per total, and no writer of
+    `ledger_entries` can make them disagree. Entries are append-only."""
+    db.execute(
+        """
+        CREATE TRIGGER ledger_entries_totals AFTER INSERT ON ledger_entries BEGIN
+            UPDATE account SET entries_micro = entries_micro + NEW.amount_micro WHERE id = 1;
+            UPDATE api_keys SET spent_micro = spent_micro - NEW.amount_micro
+                WHERE NEW.kind = 'charge' AND id = NEW.key_id;
+            UPDATE projects SET spent_micro = spent_micro - NEW.amount_micro
+                WHERE NEW.kind = 'charge' AND id = NEW.project_id;
+        END
+        """
+    )

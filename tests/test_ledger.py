@@ -98,6 +98,31 @@ def test_budget_of_a_key_is_enforced(db):
     assert "project budget of p" in err.value.message
 
 
+def test_any_writer_of_an_entry_moves_the_totals(db):
+    """The account's entries and a charge's key and project spending are kept by a trigger
+    (migration m003): an entry written by hand moves them like one written by the ledger."""
+    db.conn.execute("INSERT INTO projects (id, name, created_at) VALUES (1, 'p', 'now')")
+    db.conn.execute(
+        "INSERT INTO api_keys (id, project_id, kind, prefix, hash, created_at)"
+        " VALUES ('key_1', 1, 'live', 'lyr_live_x', 'h', 'now')"
+    )
+    db.conn.commit()
+    ledger.topup(db, 10_000)
+    h = ledger.hold(db, 4_000, "r1", key_id="key_1", project_id=1)
+    ledger.settle(db, h, 3_000)
+    with db.conn:
+        db.conn.execute(
+            "INSERT INTO ledger_entries (created_at, kind, amount_micro, key_id, project_id)"
+            " VALUES ('now', 'charge', -500, 'key_1', 1), ('now', 'refund', 200, 'key_1', 1)"
+        )
+    spent = db.conn.execute(
+        "SELECT (SELECT spent_micro FROM api_keys), (SELECT spent_micro FROM projects)"
+    ).fetchone()
+    assert spent == (3_500, 3_500)  # a refund is not negative spending
+    assert ledger.balance(db) == ledger.Balance(entries=6_700, held=0)
+    assert ledger.verify(db)["ok"]
+
+
 @pytest.mark.parametrize("threads,afford", [(32, 7)])
 def test_racing_holds_exactly_k_succeed(tmp_path, threads, afford):
     """32 threads, each with its own connection, race for a balance worth exactly K holds."""

@@ -304,7 +304,7 @@ def test_migration_backfills_the_rollup_from_existing_rows(tmp_path):
     old.close()
 
     db = open_db(path)  # what the first `layers` command after the upgrade does
-    assert [m.name for m in MIGRATIONS.applied(db)][-1] == "m002_usage_rollup"
+    assert "m002_usage_rollup" in [m.name for m in MIGRATIONS.applied(db)]
     assert rollup_cells(db) == [
         ("2026-11-29T22", 1, "key_a", "stub/fast", "error", 1, 100, 0),
         ("2026-11-29T22", 1, "key_a", "stub/fast", "ok", 2, 107, 3200),
