@@ -198,7 +198,7 @@ class Gateway:
             quote_micro(m, prompt_tokens, max_out, self.layers.markup(m), images) for m in chain
         )
         ctx.hold, ctx.pending_hold, wait = self.holds.place(
-            ctx.request_id, worst, principal, ctx.authorization
+            ctx.request_id, worst, principal, ctx.authorization, ctx.streamed
         )
         if wait:
             await self.confirm_hold(ctx)
@@ -338,7 +338,7 @@ class Gateway:
             try:
                 await pending
             except Exception:  # refused (or lost with its batch): a hold row never was
-                if hold is not None and not hold.reserved:
+                if hold is not None and hold.backing == "row":
                     hold = None
         row = self._row(
             ctx,

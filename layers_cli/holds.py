@@ -1,17 +1,27 @@
 """Where each request's hold lives, decided on the event loop.
 
-A request without a budget is held in the daemon's memory, against the daemon's
-**reservation** (`ledger.reserve`): one open hold in SQLite that covers the worst cases of
-every request in flight. While the reservation has room, a request is held with no database
-work at all; its settlement takes the charge out of the reservation in the one transaction
-that records the request. When the reservation is too small it is grown to twice what the
-requests in flight need (so a steady load stops growing it), and when the daemon falls
-idle it is given back, so `layers credits balance` shows nothing held between requests.
+Every hold is first the daemon's own bookkeeping; what stands behind it depends on when the
+client could first see output:
 
-A growth the daemon's own view proves will be granted (`Holds._certain`) runs while the
-upstream call already does, and is confirmed before anything reaches the client; otherwise
-the upstream call waits for it. A request whose key or project has a budget gets a hold row
-of its own (`ledger.hold`): the budget check needs the database.
+* **balance** — a whole (non-streamed) response leaves only after its charge is written. When
+  the daemon's own view of the balance proves the request's worst case is there (`_certain`,
+  counting every other request it holds), the request is held in memory only, and its
+  charge is written only if the balance still covers it (`ledger.charge_from_balance`):
+  another process that spent the balance meanwhile costs that one upstream call, and the
+  client a 402 instead of the answer, never a charge beyond the balance.
+* **reservation** — a stream (or a request the view cannot prove) is held against the
+  daemon's **reservation** (`ledger.reserve`): one open hold in SQLite covering the worst
+  cases of such requests in flight, which every other process sees as held. While it has
+  room, a request costs no database work before its settlement, which takes the charge out
+  of it. When it is too small it is grown to twice what is in flight (so a steady load
+  stops growing it), and when the daemon falls idle it is given back, so `layers credits
+  balance` shows nothing held between requests.
+* **row** — a key or project with a budget gets a hold row of its own (`ledger.hold`): the
+  budget check needs the database.
+
+A growth the daemon's view proves will be granted runs while the upstream call already
+does, and is confirmed before anything reaches the client; otherwise the upstream call waits
+for it.
 
 Every movement is queued on the database thread in order, so the reservation after all
 queued work is the last committed amount plus what the queued movements will add or take
@@ -25,6 +35,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import keys, ledger
+from .db import immediate
 from .errors import InsufficientCredits
 
 if TYPE_CHECKING:
@@ -39,7 +50,8 @@ class Holds:
         self._submit = submit  # fn(db, ...) on the database thread, resolved after commit
         self._known_keys = known_keys
         self.row_id = 0  # the reservation's row (`open`)
-        self.in_flight = 0  # worst cases of the requests held in memory
+        self.in_flight = 0  # worst cases of the requests held against the reservation
+        self._pledged = 0  # worst cases of the requests held against the balance itself
         self._open = 0  # those requests, until their settlement commits
         self._committed = 0  # the reservation after the last movement seen to commit
         self._queued: dict[int, int] = {}  # movement number → change it should make
@@ -73,15 +85,26 @@ class Holds:
 
     # -- placing --------------------------------------------------------------------------
     def place(
-        self, request_id: str, worst: int, principal: Principal, authorization: str | None
+        self,
+        request_id: str,
+        worst: int,
+        principal: Principal,
+        authorization: str | None,
+        streamed: bool,
     ) -> tuple[ledger.Hold, asyncio.Future[Any] | None, bool]:
         """Hold ``worst`` for a request. Returns the hold, the database movement it still
         depends on (to confirm before any output) and whether the upstream call must wait
         for that movement."""
         if principal.budget_micro is not None or principal.project_budget_micro is not None:
             return self._hold_row(request_id, worst, principal, authorization)
+        if not streamed and self._certain(authorization, worst):
+            self._pledged += worst
+            hold = ledger.Hold(
+                0, request_id, worst, principal.key_id, principal.project_id, backing="balance"
+            )
+            return hold, None, False
         hold = ledger.Hold(
-            0, request_id, worst, principal.key_id, principal.project_id, reserved=True
+            0, request_id, worst, principal.key_id, principal.project_id, backing="reservation"
         )
         self.in_flight += worst
         self._open += 1
@@ -99,9 +122,11 @@ class Holds:
         growth = need - self.reserved
         row_id = self.row_id
 
+        pledged = self._pledged
+
         def _grow(db: Any) -> ledger.Reserved:
             _reverify(db, self._known_keys, authorization)
-            return ledger.reserve(db, row_id, need, want, worst)
+            return ledger.reserve(db, row_id, need, want, worst, pledged)
 
         future = self._movement(_grow, growth, spends=growth)
         self._growing = future
@@ -132,19 +157,20 @@ class Holds:
         future.add_done_callback(self._hold_placed)
         return hold, future, True
 
-    def _certain(self, authorization: str | None, growth: int) -> bool:
-        """True when the growth cannot be refused unless another process committed
-        meanwhile: this daemon saw the balance after its last committed movement, every
-        growth of its own not committed yet is subtracted, and the key is still remembered
-        (it is forgotten once another process's commit is seen). If another process did
-        spend or revoke in between (a second daemon on the same home, a negative
-        adjustment, `layers keys revoke`), the refusal still reaches the client before any
-        output; only the upstream calls started meanwhile are wasted."""
+    def _certain(self, authorization: str | None, amount: int) -> bool:
+        """True when ``amount`` is in the balance unless another process committed meanwhile:
+        this daemon saw the balance after its last committed movement, what its queued
+        movements and its requests held against the balance may still take is subtracted,
+        and the key is still remembered (keys are forgotten, and the balance unknown, once
+        another process's commit is seen). If another process did spend or revoke in
+        between (a second daemon on the same home, a negative adjustment, `layers keys
+        revoke`), the client still gets its 402 or 401 before any output; only the upstream
+        calls started meanwhile are wasted."""
         return (
             self._available is not None
             and authorization is not None
             and self._known_keys.knows(authorization)
-            and self._available - self._unconfirmed >= growth
+            and self._available - self._unconfirmed - self._pledged >= amount
         )
 
     # -- closing --------------------------------------------------------------------------
@@ -153,7 +179,19 @@ class Holds:
     ) -> tuple[int, int]:
         """Charge ``actual`` (``None``: release, the request failed) and run ``also`` in the
         same transaction. Returns (charged, the balance the key's requests can still use)."""
-        if not hold.reserved:
+        if hold.backing == "balance":
+            self._pledged -= hold.amount
+            if actual is None:
+                await self._submit(_record_only, also)
+                return 0, 0
+            charge = actual
+
+            def _from_balance(db: Any) -> tuple[int, int]:
+                return ledger.charge_from_balance(db, hold, charge, also=also)
+
+            charged, available = await self._movement(_from_balance, 0, actual)
+            return charged, available + max(self.reserved - self.in_flight, 0)
+        if hold.backing == "row":
 
             def _close(db: Any) -> tuple[int, int]:
                 if actual is None:
@@ -197,7 +235,10 @@ class Holds:
         released right after it."""
         if hold is None:
             return
-        if not hold.reserved:
+        if hold.backing == "balance":
+            self._pledged -= hold.amount
+            return
+        if hold.backing == "row":
             self._submit(ledger.release, hold).add_done_callback(_ignore)
             return
         self.in_flight -= hold.amount
@@ -206,7 +247,7 @@ class Holds:
             asyncio.ensure_future(self._give_back()).add_done_callback(_ignore)
 
     async def _give_back(self) -> None:
-        row_id, nothing = self.row_id, ledger.Hold(0, "", 0, reserved=True)
+        row_id, nothing = self.row_id, ledger.Hold(0, "", 0)
         await self._movement(
             lambda db: ledger.charge_reserved(db, row_id, nothing, 0, idle=True), -self.reserved
         )
@@ -229,10 +270,13 @@ class Holds:
             if done.cancelled():
                 return
             exc = done.exception()
-            if exc is None:
+            if exc is None:  # a Reserved, or (charged, a Reserved or the available balance)
                 result = done.result()
-                reserved: ledger.Reserved = result[1] if isinstance(result, tuple) else result
-                self._committed, self._available = reserved.amount, reserved.available
+                left = result[1] if isinstance(result, tuple) else result
+                if isinstance(left, ledger.Reserved):
+                    self._committed, self._available = left.amount, left.available
+                else:
+                    self._available = left
             elif isinstance(exc, InsufficientCredits):  # what this daemon knew was wrong
                 self._available = None
 
@@ -253,6 +297,13 @@ class Holds:
                 self._available = placed.available_after
         elif isinstance(done.exception(), InsufficientCredits):
             self._available = None
+
+
+def _record_only(db: Any, also: ledger.AlsoFn | None) -> None:
+    """A failed request held against the balance: nothing moves, its row is written."""
+    if also is not None:
+        with immediate(db) as conn:
+            also(conn)
 
 
 def _ignore(done: asyncio.Future[Any]) -> None:

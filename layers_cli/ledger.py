@@ -48,8 +48,10 @@ class Hold:
     # the account's available balance right after `hold` placed it (None when it was placed
     # earlier): the daemon's view of the balance, without another query
     available_after: int | None = field(default=None, compare=False)
-    # held in the daemon's memory against its reservation, not as a row of its own
-    reserved: bool = field(default=False, compare=False)
+    # what stands behind it: a hold row of its own ("row"), the daemon's reservation, held
+    # in its memory ("reservation"), or nothing but the daemon's memory, the balance checked
+    # when the charge is written ("balance"; see `holds`)
+    backing: str = field(default="row", compare=False)
 
 
 @dataclass(frozen=True)
@@ -321,15 +323,20 @@ def _set_reserved(conn: sqlite3.Connection, row_id: int, amount: int) -> None:
     )
 
 
-def reserve(db: Database, row_id: int, need: int, want: int, amount: int) -> Reserved:
+def reserve(
+    db: Database, row_id: int, need: int, want: int, amount: int, pledged: int = 0
+) -> Reserved:
     """Make the reservation cover ``need`` micro-credits (the worst cases of the requests in
     flight when it was asked, this one of ``amount`` included): as far as ``want`` if the
     balance allows, else exactly ``need``, else refuse with 402. Absolute amounts, so growths
-    queued together take from the balance only what the requests need between them."""
+    queued together take from the balance only what the requests need between them.
+    ``pledged`` is what the daemon's requests held against the balance itself may still
+    charge: it is not there to reserve."""
     with immediate(db) as conn:
         current, available = _reserved_and_available(conn, row_id)
         if need <= current:  # a growth queued before this one covered it
             return Reserved(current, available)
+        available -= pledged
         grow = want - current if want - current <= available else need - current
         if grow > available:
             # what this request could use: the balance outside the reservation, and the
@@ -337,7 +344,7 @@ def reserve(db: Database, row_id: int, need: int, want: int, amount: int) -> Res
             raise _insufficient(available + max(current - (need - amount), 0), amount)
         _set_reserved(conn, row_id, current + grow)
         conn.execute("UPDATE account SET held_micro = held_micro + ? WHERE id = 1", (grow,))
-        return Reserved(current + grow, available - grow)
+        return Reserved(current + grow, available + pledged - grow)
 
 
 def charge_reserved(
@@ -364,12 +371,7 @@ def charge_reserved(
                     project_id=h.project_id,
                 )
             except sqlite3.IntegrityError:  # charged before: a retried settlement moves nothing
-                before = conn.execute(
-                    "SELECT -amount_micro FROM ledger_entries WHERE request_id = ?"
-                    " AND kind = 'charge'",
-                    (h.request_id,),
-                ).fetchone()[0]
-                return before, Reserved(current, available)
+                return _charged_before(conn, h), Reserved(current, available)
         left = 0 if idle else max(current - max(actual - available, 0), 0)
         if left != current:
             _set_reserved(conn, row_id, left)
@@ -379,6 +381,49 @@ def charge_reserved(
         if also is not None:
             also(conn)
         return actual, Reserved(left, available - actual + current - left)
+
+
+def charge_from_balance(
+    db: Database, h: Hold, actual: int, *, also: AlsoFn | None = None
+) -> tuple[int, int]:
+    """Charge ``actual`` for a request the daemon held in memory only, if the available
+    balance covers it, else refuse with 402 and write nothing (another process spent the
+    balance meanwhile: the daemon's view said it would be there). ``also`` runs in the same
+    transaction. Returns (charged, the available balance after)."""
+    if actual < 0:
+        raise InvalidRequest("A charge cannot be negative.")
+    with immediate(db) as conn:
+        available = balance_available(conn)
+        if actual > available:
+            raise InsufficientCredits(
+                f"Insufficient credits: the balance is {format_credits(available)} credits and "
+                f"this request cost {format_credits(actual)}; it was not charged.",
+                hint="Add credits with `layers credits topup 500` (or `$5`).",
+                balance=format_credits(available),
+                required=format_credits(actual),
+            )
+        if actual:
+            try:
+                _insert_entry(
+                    conn,
+                    "charge",
+                    -actual,
+                    request_id=h.request_id,
+                    key_id=h.key_id,
+                    project_id=h.project_id,
+                )
+            except sqlite3.IntegrityError:  # charged before: a retried settlement moves nothing
+                return _charged_before(conn, h), available
+        if also is not None:
+            also(conn)
+        return actual, available - actual
+
+
+def _charged_before(conn: sqlite3.Connection, h: Hold) -> int:
+    return conn.execute(
+        "SELECT -amount_micro FROM ledger_entries WHERE request_id = ? AND kind = 'charge'",
+        (h.request_id,),
+    ).fetchone()[0]
 
 
 def close_reservation(db: Database, row_id: int) -> None:

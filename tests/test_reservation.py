@@ -1,12 +1,16 @@
-"""The daemon's reservation: one hold in SQLite covering the requests it holds in memory.
+"""Holds the daemon keeps in memory: against its reservation (one hold in SQLite covering
+its streams in flight), or against the balance itself (a whole response, charged only if the
+balance still covers it when the charge is written).
 
 Ledger movements on a real database first, then the running gateway: what another process
-sees while requests are in flight, a key revoked while the reservation has room, the
-reservation released from outside, and what a stop leaves behind."""
+sees while requests are in flight, a balance spent by another process during a call, a key
+revoked while the reservation has room, the reservation released from outside, and what a
+stop leaves behind."""
 
 from __future__ import annotations
 
 import threading
+import time
 
 import httpx
 import openai
@@ -34,7 +38,7 @@ def _row(db, row_id: int) -> dict:
 
 
 def _held(db, request_id: str) -> ledger.Hold:
-    return ledger.Hold(0, request_id, 0, reserved=True)
+    return ledger.Hold(0, request_id, 0, backing="reservation")
 
 
 # ---------------------------------------------------------------- movements
@@ -100,11 +104,26 @@ def test_a_reservation_released_from_outside_is_reopened_by_the_next_movement(db
 
 
 # ---------------------------------------------------------------- through the gateway
-def _slow_request(gw, results: list, started: threading.Event) -> None:
-    """One completion whose first token takes 1.5 s (the simulator's directive)."""
+def _slow_request(gw, results: list, started: threading.Event, stream: bool = True) -> None:
+    """One completion whose first token takes 1.5 s (the simulator's directive); streamed,
+    it is held against the reservation."""
     client = gw.client(default_headers={"x-layers-simulate": "ttft-ms=1500"})
     started.set()
-    results.append(client.chat.completions.create(model=MODEL, messages=HELLO))
+    try:
+        if stream:
+            chunks = list(
+                client.chat.completions.create(
+                    model=MODEL,
+                    messages=HELLO,
+                    stream=True,
+                    stream_options={"include_usage": True},
+                )
+            )
+            results.append(chunks)
+        else:
+            results.append(client.chat.completions.create(model=MODEL, messages=HELLO))
+    except openai.APIStatusError as exc:
+        results.append(exc)
 
 
 def _wait_for_reservation(gw, timeout: float = 10) -> dict:
@@ -137,7 +156,7 @@ def test_another_process_sees_the_reservation_while_a_request_is_in_flight(tmp_p
         assert shown.exit_code == 0, shown.output
         assert '"open_holds": 1' in shown.output
         slow.join(30)
-        charged = results[0].model_extra["layers"]["credits_used"]
+        charged = results[0][-1].model_extra["layers"]["credits_used"]
         svc = gw.service()
         try:
             after = svc.balance()
@@ -168,7 +187,7 @@ def test_a_key_revoked_while_the_reservation_has_room_is_refused_at_once(tmp_pat
             other.chat.completions.create(model=MODEL, messages=HELLO)
         assert "was revoked" in refused.value.body["message"]
         slow.join(30)
-        assert results and results[0].choices[0].message.content
+        assert results and results[0][-1].usage.total_tokens > 0
         rows = svc.list_requests(limit=100)
         assert len(rows) == rows_before + 2  # the refusal and the slow request
         assert sum(r["status"] == "error" for r in rows) == 1
@@ -217,3 +236,63 @@ def test_a_stopped_daemon_leaves_its_reservation_released(tmp_path):
         assert ledger.verify(db)["ok"] and ledger.balance(db).held == 0
     finally:
         db.close()
+
+
+def test_a_whole_request_is_charged_only_if_the_balance_still_covers_it(tmp_path):
+    """A whole response leaves only after its charge is written, so when the daemon's view
+    shows the balance covers it, it holds the request in memory only. Another process that
+    spends the balance during the call gets the client a 402 instead of the answer: nothing
+    is charged and the balance never goes below zero."""
+    with running_gateway(tmp_path / "home") as gw:
+        client = gw.client()
+        client.chat.completions.create(model=MODEL, messages=HELLO)  # the daemon's view
+        svc = gw.service()
+        try:
+            results: list = []
+            started = threading.Event()
+            slow = threading.Thread(
+                target=_slow_request, args=(gw, results, started), kwargs={"stream": False}
+            )
+            slow.start()
+            started.wait()
+            time.sleep(0.3)  # admitted within milliseconds; upstream for 1.5 s
+            assert svc.balance()["held_micro"] == 0  # nothing held in the database
+            spent = svc.balance()["balance_micro"]
+            ledger.topup(svc.db, -spent, kind="adjustment", note="spent by another process")
+            slow.join(30)
+            refused = results[0]
+            assert isinstance(refused, openai.APIStatusError) and refused.status_code == 402
+            assert "was not charged" in refused.body["message"]
+            row = svc.list_requests(limit=1)[0]
+            assert (row["status"], row["error_code"], row["credits_micro"]) == (
+                "error",
+                "insufficient_credits",
+                0,
+            )
+            assert svc.balance()["balance_micro"] == 0 and svc.verify_ledger()["ok"]
+            ledger.topup(svc.db, spent, kind="adjustment", note="given back")
+            answer = client.chat.completions.create(model=MODEL, messages=HELLO)
+            assert answer.choices[0].message.content
+            assert svc.balance()["open_holds"] == 0 and svc.verify_ledger()["ok"]
+        finally:
+            svc.close()
+
+
+def test_a_charge_from_the_balance_refuses_what_is_not_there(db):
+    ledger.topup(db, 1_000)
+    row_id, _ = ledger.open_reservation(db)
+    hold = ledger.Hold(0, "req_whole", 600, backing="balance")
+    assert ledger.charge_from_balance(db, hold, 400) == (400, 600)
+    assert ledger.charge_from_balance(db, hold, 400) == (400, 600)  # retried: moves nothing
+    with pytest.raises(InsufficientCredits) as refused:
+        ledger.charge_from_balance(db, ledger.Hold(0, "req_big", 900), 700)
+    assert refused.value.extra == {"balance": "0.0006", "required": "0.0007"}
+    # what the daemon's requests held against the balance may still charge is not there to
+    # reserve
+    with pytest.raises(InsufficientCredits):
+        ledger.reserve(db, row_id, need=300, want=600, amount=300, pledged=400)
+    assert ledger.reserve(db, row_id, need=200, want=400, amount=200, pledged=400) == (
+        ledger.Reserved(200, 400)
+    )
+    assert ledger.balance(db) == ledger.Balance(entries=600, held=200)
+    assert ledger.verify(db)["ok"]

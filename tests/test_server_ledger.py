@@ -38,12 +38,13 @@ def _required_micro(gw) -> int:
     return int(whole) * 1_000_000 + int(frac.ljust(6, "0"))
 
 
-async def _race(gw, n: int) -> list[int]:
+async def _race(gw, n: int, stream: bool = True) -> list[int]:
     headers = {"authorization": f"Bearer {gw.secret}", "x-layers-simulate": "ttft-ms=1500"}
+    body = {**BODY, "stream": stream}
 
     async def one(client: httpx.AsyncClient) -> int:
         async with client.stream(
-            "POST", gw.base_url + "/chat/completions", json=BODY, headers=headers
+            "POST", gw.base_url + "/chat/completions", json=body, headers=headers
         ) as r:
             await r.aread()
             return r.status_code
@@ -71,6 +72,34 @@ def test_fifty_concurrent_requests_against_a_balance_for_exactly_k(tmp_path):
         ok_rows = svc.list_requests(status="ok", limit=100)
         assert len(ok_rows) == k
         assert sum(r["credits_micro"] for r in ok_rows) == charges
+        svc.close()
+
+
+def test_fifty_concurrent_whole_requests_held_against_the_balance(tmp_path):
+    """Whole responses the daemon can prove are covered are held in its memory only (see
+    `holds`): the same race, once the daemon has seen the balance, still lets exactly k
+    through, and the others get their 402 before any upstream call."""
+    k = 7
+    with running_gateway(tmp_path / "race", credits=None) as gw:
+        hold = _required_micro(gw)
+        svc = gw.service()
+        ledger.topup(svc.db, hold * (k + 1), note="k holds, and one for the first request")
+        first = httpx.post(
+            gw.base_url + "/chat/completions",
+            json={**BODY, "stream": False},
+            headers={"authorization": f"Bearer {gw.secret}"},
+        )
+        assert first.status_code == 200  # the daemon now knows the balance
+        left = svc.balance()["balance_micro"]
+        assert hold * k < left < hold * (k + 1)
+        statuses = asyncio.run(_race(gw, 50, stream=False))
+        assert statuses.count(200) == k and statuses.count(402) == 50 - k
+        rows = svc.list_requests(limit=100)
+        charged = sum(r["credits_micro"] for r in rows if r["status"] == "ok")
+        assert len(rows) == 52 and charged > 0  # with the probe's 402 and the first request
+        assert svc.balance()["balance_micro"] == hold * (k + 1) - charged
+        assert all(r["error_code"] == "insufficient_credits" for r in rows if r["status"] != "ok")
+        assert svc.balance()["open_holds"] == 0 and svc.verify_ledger()["ok"]
         svc.close()
 
 
