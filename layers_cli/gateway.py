@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import keys, ledger, requestlog, validation
 from .chatstream import ChatStream
-from .db import immediate, now_iso
+from .db import now_iso
 from .dbthread import DatabaseThread
 from .errors import AuthenticationError, LayersError, ProviderError, ProviderRateLimited
 from .holds import Holds
@@ -347,16 +347,8 @@ class Gateway:
             error_code=exc.code,
             error=(detail or exc.message)[:2000],
         )
-
-        def _record(db: Any) -> None:
-            with immediate(db) as conn:
-                requestlog.insert(conn, row)
-
         try:
-            if hold is not None:
-                await self.holds.settle(hold, None, also=lambda conn: requestlog.insert(conn, row))
-            else:
-                await self.db(_record)
+            await self.holds.settle(hold, None, also=lambda conn: requestlog.insert(conn, row))
         except Exception:  # the error the client sees matters more than its log row
             pass
 

@@ -120,9 +120,7 @@ class Holds:
         else:
             certain = self._certain(authorization, need - self.reserved)
         growth = need - self.reserved
-        row_id = self.row_id
-
-        pledged = self._pledged
+        row_id, pledged = self.row_id, self._pledged
 
         def _grow(db: Any) -> ledger.Reserved:
             _reverify(db, self._known_keys, authorization)
@@ -175,15 +173,18 @@ class Holds:
 
     # -- closing --------------------------------------------------------------------------
     async def settle(
-        self, hold: ledger.Hold, actual: int | None, also: ledger.AlsoFn | None
+        self, hold: ledger.Hold | None, actual: int | None, also: ledger.AlsoFn | None
     ) -> tuple[int, int]:
         """Charge ``actual`` (``None``: release, the request failed) and run ``also`` in the
-        same transaction. Returns (charged, the balance the key's requests can still use)."""
-        if hold.backing == "balance":
-            self._pledged -= hold.amount
+        same transaction (with no hold, ``also`` alone: a request refused before it held
+        anything). Returns (charged, the balance the key's requests can still use)."""
+        if hold is None or hold.backing == "balance":
+            if hold is not None:
+                self._pledged -= hold.amount
             if actual is None:
                 await self._submit(_record_only, also)
                 return 0, 0
+            assert hold is not None
             charge = actual
 
             def _from_balance(db: Any) -> tuple[int, int]:
@@ -300,7 +301,8 @@ class Holds:
 
 
 def _record_only(db: Any, also: ledger.AlsoFn | None) -> None:
-    """A failed request held against the balance: nothing moves, its row is written."""
+    """A failed request that held nothing in the database: nothing moves, its row is
+    written."""
     if also is not None:
         with immediate(db) as conn:
             also(conn)
