@@ -16,15 +16,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 import load
-from run import BODY, LOAD_CPU, QUICK, Bench, free_port
+from run import BODY, free_port, prepared
 
 
 def thread_times(pid: int) -> dict[str, tuple[float, float]]:
@@ -50,20 +47,12 @@ def main() -> None:
     parser.add_argument("-s", type=float, default=4, help="seconds per run")
     parser.add_argument("--perf", help="perf events to count per request (comma-separated)")
     args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="layers-cpu-"))
-    b = Bench(QUICK, workdir)
-    if not b.wrk:
-        sys.exit(load.WRK_INSTALL_HINT)
-    if b.pinned:
-        os.sched_setaffinity(0, {LOAD_CPU})
-    try:
-        b.start_stub()
-        b.setup_home()
+    with prepared("layers-cpu-") as b:
         port = free_port()
         daemon = b.start_daemon(port)
         b.first_completion(port, time.perf_counter() + 30)
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
-        script = load.write_wrk_script(workdir / "layers.lua", BODY, b.api_key)
+        script = load.write_wrk_script(b.workdir / "layers.lua", BODY, b.api_key)
         load.run_wrk(b.wrk, script, url, connections=16, seconds=2, pin=b.load_pin)  # warm-up
         for conc in (int(c) for c in args.c.split(",")):
             perf = None
@@ -92,9 +81,6 @@ def main() -> None:
                     if len(parts) > 2 and parts[0].replace(".", "").isdigit():
                         print(f"      {parts[2]}: {float(parts[0]) / n:.1f} per request")
         b.stop(daemon)
-    finally:
-        b.stop_all()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

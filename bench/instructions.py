@@ -15,16 +15,14 @@ Needs valgrind (`sudo apt-get install -y valgrind`) and wrk.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import load
-from run import BODY, LOAD_CPU, QUICK, Bench, free_port
+from run import BODY, Bench, free_port, prepared
 
 
 def totals(prefix: Path) -> dict[str, int]:
@@ -91,20 +89,9 @@ def main() -> None:
     for tool in ("valgrind", "callgrind_control"):
         if not shutil.which(tool):
             sys.exit(f"{tool} not found: sudo apt-get install -y valgrind")
-    workdir = Path(tempfile.mkdtemp(prefix="layers-instructions-"))
-    b = Bench(QUICK, workdir)
-    if not b.wrk:
-        sys.exit(load.WRK_INSTALL_HINT)
-    if b.pinned:
-        os.sched_setaffinity(0, {LOAD_CPU})
-    try:
-        b.start_stub()
-        b.setup_home()
+    with prepared("layers-instructions-") as b:
         for conc in (int(c) for c in args.c.split(",")):
             measure(b, conc, args.s)
-    finally:
-        b.stop_all()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ reported, never enforced). See bench/README.md for what each figure means.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -34,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -231,6 +233,25 @@ class Bench:
 
 
 # ── the measurements ─────────────────────────────────────────────────────────────────────────
+
+
+@contextlib.contextmanager
+def prepared(prefix: str) -> Iterator[Bench]:
+    """For the A/B tools (`cpu.py`, `instructions.py`): the stub and a data home with a key
+    and credits, this process pinned to the load's core; everything removed afterwards."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    b = Bench(QUICK, workdir)
+    if not b.wrk:
+        sys.exit(load.WRK_INSTALL_HINT)
+    if b.pinned:
+        os.sched_setaffinity(0, {LOAD_CPU})
+    try:
+        b.start_stub()
+        b.setup_home()
+        yield b
+    finally:
+        b.stop_all()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def measure_load(b: Bench, layers_port: int, floor_port: int) -> dict[str, Any]:

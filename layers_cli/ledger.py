@@ -105,11 +105,18 @@ def topup(db: Database, amount: int, *, note: str = "", kind: str = "topup") -> 
     return balance(db)
 
 
-def _insufficient(balance: int, required: int) -> InsufficientCredits:
+def _insufficient(balance: int, required: int, *, spent: bool = False) -> InsufficientCredits:
+    """402: before a call, what it may cost; after one (``spent``), what it cost."""
+    cost = (
+        f"cost {format_credits(required)}; it was not charged"
+        if spent
+        else f"may cost up to {format_credits(required)}"
+    )
     return InsufficientCredits(
         f"Insufficient credits: the balance is {format_credits(balance)} credits and this "
-        f"request may cost up to {format_credits(required)}.",
-        hint="Add credits with `layers credits topup 500` (or `$5`), or lower max_tokens.",
+        f"request {cost}.",
+        hint="Add credits with `layers credits topup 500` (or `$5`)"
+        + ("." if spent else ", or lower max_tokens."),
         balance=format_credits(balance),
         required=format_credits(required),
     )
@@ -235,15 +242,7 @@ def _close(db: Database, h: Hold, status: str, charged: int, also: AlsoFn | None
                 raise NotFound(f"No hold for request {h.request_id}.")
             return int(row[0] or 0)  # already closed: idempotent
         conn.execute("UPDATE account SET held_micro = held_micro - ? WHERE id = 1", (closed[0][0],))
-        if charged:
-            _insert_entry(
-                conn,
-                "charge",
-                -charged,
-                request_id=h.request_id,
-                key_id=h.key_id,
-                project_id=h.project_id,
-            )
+        _charge_once(conn, h, charged)  # the open hold it closed says it was not charged yet
         if also is not None:
             also(conn)
         return charged
@@ -347,6 +346,28 @@ def reserve(
         return Reserved(current + grow, available + pledged - grow)
 
 
+def _charge_once(conn: sqlite3.Connection, h: Hold, actual: int) -> int | None:
+    """Write the request's charge entry. When it was written before (a retried settlement,
+    which moves nothing), what it charged then; else None."""
+    if not actual:
+        return None
+    try:
+        _insert_entry(
+            conn,
+            "charge",
+            -actual,
+            request_id=h.request_id,
+            key_id=h.key_id,
+            project_id=h.project_id,
+        )
+    except sqlite3.IntegrityError:  # the entry's (request_id, kind) is unique
+        return conn.execute(
+            "SELECT -amount_micro FROM ledger_entries WHERE request_id = ? AND kind = 'charge'",
+            (h.request_id,),
+        ).fetchone()[0]
+    return None
+
+
 def charge_reserved(
     db: Database, row_id: int, h: Hold, actual: int, *, idle: bool, also: AlsoFn | None = None
 ) -> tuple[int, Reserved]:
@@ -360,18 +381,9 @@ def charge_reserved(
         raise InvalidRequest("A charge cannot be negative.")
     with immediate(db) as conn:
         current, available = _reserved_and_available(conn, row_id)
-        if actual:
-            try:
-                _insert_entry(
-                    conn,
-                    "charge",
-                    -actual,
-                    request_id=h.request_id,
-                    key_id=h.key_id,
-                    project_id=h.project_id,
-                )
-            except sqlite3.IntegrityError:  # charged before: a retried settlement moves nothing
-                return _charged_before(conn, h), Reserved(current, available)
+        before = _charge_once(conn, h, actual)
+        if before is not None:
+            return before, Reserved(current, available)
         left = 0 if idle else max(current - max(actual - available, 0), 0)
         if left != current:
             _set_reserved(conn, row_id, left)
@@ -395,35 +407,13 @@ def charge_from_balance(
     with immediate(db) as conn:
         available = balance_available(conn)
         if actual > available:
-            raise InsufficientCredits(
-                f"Insufficient credits: the balance is {format_credits(available)} credits and "
-                f"this request cost {format_credits(actual)}; it was not charged.",
-                hint="Add credits with `layers credits topup 500` (or `$5`).",
-                balance=format_credits(available),
-                required=format_credits(actual),
-            )
-        if actual:
-            try:
-                _insert_entry(
-                    conn,
-                    "charge",
-                    -actual,
-                    request_id=h.request_id,
-                    key_id=h.key_id,
-                    project_id=h.project_id,
-                )
-            except sqlite3.IntegrityError:  # charged before: a retried settlement moves nothing
-                return _charged_before(conn, h), available
+            raise _insufficient(available, actual, spent=True)
+        before = _charge_once(conn, h, actual)
+        if before is not None:
+            return before, available
         if also is not None:
             also(conn)
         return actual, available - actual
-
-
-def _charged_before(conn: sqlite3.Connection, h: Hold) -> int:
-    return conn.execute(
-        "SELECT -amount_micro FROM ledger_entries WHERE request_id = ? AND kind = 'charge'",
-        (h.request_id,),
-    ).fetchone()[0]
 
 
 def close_reservation(db: Database, row_id: int) -> None:

@@ -9,8 +9,10 @@ stop leaves behind."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 
 import httpx
 import openai
@@ -104,11 +106,10 @@ def test_a_reservation_released_from_outside_is_reopened_by_the_next_movement(db
 
 
 # ---------------------------------------------------------------- through the gateway
-def _slow_request(gw, results: list, started: threading.Event, stream: bool = True) -> None:
+def _slow_request(gw, results: list, stream: bool) -> None:
     """One completion whose first token takes 1.5 s (the simulator's directive); streamed,
     it is held against the reservation."""
     client = gw.client(default_headers={"x-layers-simulate": "ttft-ms=1500"})
-    started.set()
     try:
         if stream:
             chunks = list(
@@ -124,6 +125,24 @@ def _slow_request(gw, results: list, started: threading.Event, stream: bool = Tr
             results.append(client.chat.completions.create(model=MODEL, messages=HELLO))
     except openai.APIStatusError as exc:
         results.append(exc)
+
+
+@contextlib.contextmanager
+def _in_flight(gw, stream: bool = True) -> Iterator[tuple[list, dict | None]]:
+    """A slow request running in a thread while the block runs: yields the list that holds
+    its outcome afterwards, and (streamed) the balance once its reservation showed."""
+    results: list = []
+    slow = threading.Thread(target=_slow_request, args=(gw, results, stream))
+    slow.start()
+    try:
+        during = None
+        if stream:
+            during = _wait_for_reservation(gw)
+        else:
+            time.sleep(0.3)  # admitted within milliseconds; upstream for 1.5 s
+        yield results, during
+    finally:
+        slow.join(30)
 
 
 def _wait_for_reservation(gw, timeout: float = 10) -> dict:
@@ -145,17 +164,12 @@ def _wait_for_reservation(gw, timeout: float = 10) -> dict:
 def test_another_process_sees_the_reservation_while_a_request_is_in_flight(tmp_path):
     with running_gateway(tmp_path / "home") as gw:
         before = gw.balance_micro()
-        results: list = []
-        started = threading.Event()
-        slow = threading.Thread(target=_slow_request, args=(gw, results, started))
-        slow.start()
-        during = _wait_for_reservation(gw)
-        assert during["open_holds"] == 1
-        assert during["balance_micro"] == before - during["held_micro"]
-        shown = run("--home", str(gw.home), "credits", "balance", "--json")
-        assert shown.exit_code == 0, shown.output
-        assert '"open_holds": 1' in shown.output
-        slow.join(30)
+        with _in_flight(gw) as (results, during):
+            assert during["open_holds"] == 1
+            assert during["balance_micro"] == before - during["held_micro"]
+            shown = run("--home", str(gw.home), "credits", "balance", "--json")
+            assert shown.exit_code == 0, shown.output
+            assert '"open_holds": 1' in shown.output
         charged = results[0][-1].model_extra["layers"]["credits_used"]
         svc = gw.service()
         try:
@@ -176,17 +190,12 @@ def test_a_key_revoked_while_the_reservation_has_room_is_refused_at_once(tmp_pat
         key, secret = svc.create_key("playground", label="soon revoked")
         other = gw.client(api_key=secret)
         other.chat.completions.create(model=MODEL, messages=HELLO)  # verified, remembered
-        results: list = []
-        started = threading.Event()
-        slow = threading.Thread(target=_slow_request, args=(gw, results, started))
-        slow.start()
-        _wait_for_reservation(gw)
-        svc.revoke_key(key["id"])
-        rows_before = len(svc.list_requests(limit=100))
-        with pytest.raises(openai.AuthenticationError) as refused:
-            other.chat.completions.create(model=MODEL, messages=HELLO)
-        assert "was revoked" in refused.value.body["message"]
-        slow.join(30)
+        with _in_flight(gw) as (results, _):
+            svc.revoke_key(key["id"])
+            rows_before = len(svc.list_requests(limit=100))
+            with pytest.raises(openai.AuthenticationError) as refused:
+                other.chat.completions.create(model=MODEL, messages=HELLO)
+            assert "was revoked" in refused.value.body["message"]
         assert results and results[0][-1].usage.total_tokens > 0
         rows = svc.list_requests(limit=100)
         assert len(rows) == rows_before + 2  # the refusal and the slow request
@@ -198,14 +207,9 @@ def test_a_key_revoked_while_the_reservation_has_room_is_refused_at_once(tmp_pat
 def test_recover_all_while_a_request_is_in_flight_loses_and_doubles_nothing(tmp_path):
     with running_gateway(tmp_path / "home") as gw:
         before = gw.balance_micro()
-        results: list = []
-        started = threading.Event()
-        slow = threading.Thread(target=_slow_request, args=(gw, results, started))
-        slow.start()
-        _wait_for_reservation(gw)
-        recovered = run("--home", str(gw.home), "ledger", "recover", "--all", "--json")
-        assert recovered.exit_code == 0 and '"released_micro": 0' not in recovered.output
-        slow.join(30)
+        with _in_flight(gw) as (results, _):
+            recovered = run("--home", str(gw.home), "ledger", "recover", "--all", "--json")
+            assert recovered.exit_code == 0 and '"released_micro": 0' not in recovered.output
         assert results, "the request in flight still completed"
         client = gw.client()
         for _ in range(3):  # the next requests reopen the reservation
@@ -248,18 +252,10 @@ def test_a_whole_request_is_charged_only_if_the_balance_still_covers_it(tmp_path
         client.chat.completions.create(model=MODEL, messages=HELLO)  # the daemon's view
         svc = gw.service()
         try:
-            results: list = []
-            started = threading.Event()
-            slow = threading.Thread(
-                target=_slow_request, args=(gw, results, started), kwargs={"stream": False}
-            )
-            slow.start()
-            started.wait()
-            time.sleep(0.3)  # admitted within milliseconds; upstream for 1.5 s
-            assert svc.balance()["held_micro"] == 0  # nothing held in the database
-            spent = svc.balance()["balance_micro"]
-            ledger.topup(svc.db, -spent, kind="adjustment", note="spent by another process")
-            slow.join(30)
+            with _in_flight(gw, stream=False) as (results, _):
+                assert svc.balance()["held_micro"] == 0  # nothing held in the database
+                spent = svc.balance()["balance_micro"]
+                ledger.topup(svc.db, -spent, kind="adjustment", note="spent by another process")
             refused = results[0]
             assert isinstance(refused, openai.APIStatusError) and refused.status_code == 402
             assert "was not charged" in refused.body["message"]
