@@ -210,7 +210,10 @@ class Holds:
         charge = actual or 0
         if idle:
             change, spends = -self.reserved, charge
-        elif self._available is not None and self._available - self._unconfirmed >= charge:
+        elif (
+            self._available is not None
+            and self._available - self._unconfirmed - self._pledged >= charge
+        ):
             change, spends = 0, charge  # the balance outside the reservation pays
         else:
             change, spends = -min(charge, self.reserved), 0

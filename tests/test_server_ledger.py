@@ -11,6 +11,7 @@ import sys
 import time
 
 import httpx
+import pytest
 
 from layers_cli import ledger
 from layers_cli.db import open_db
@@ -38,11 +39,12 @@ def _required_micro(gw) -> int:
     return int(whole) * 1_000_000 + int(frac.ljust(6, "0"))
 
 
-async def _race(gw, n: int, stream: bool = True) -> list[int]:
+async def _race(gw, n: int, stream: bool | None = True) -> list[int]:
+    """``n`` concurrent requests, streamed, whole, or (``None``) every other one streamed."""
     headers = {"authorization": f"Bearer {gw.secret}", "x-layers-simulate": "ttft-ms=1500"}
-    body = {**BODY, "stream": stream}
 
-    async def one(client: httpx.AsyncClient) -> int:
+    async def one(client: httpx.AsyncClient, i: int) -> int:
+        body = {**BODY, "stream": stream if stream is not None else i % 2 == 0}
         async with client.stream(
             "POST", gw.base_url + "/chat/completions", json=body, headers=headers
         ) as r:
@@ -50,7 +52,7 @@ async def _race(gw, n: int, stream: bool = True) -> list[int]:
             return r.status_code
 
     async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=n)) as client:
-        return await asyncio.gather(*(one(client) for _ in range(n)))
+        return await asyncio.gather(*(one(client, i) for i in range(n)))
 
 
 def test_fifty_concurrent_requests_against_a_balance_for_exactly_k(tmp_path):
@@ -75,10 +77,12 @@ def test_fifty_concurrent_requests_against_a_balance_for_exactly_k(tmp_path):
         svc.close()
 
 
-def test_fifty_concurrent_whole_requests_held_against_the_balance(tmp_path):
-    """Whole responses the daemon can prove are covered are held in its memory only (see
-    `holds`): the same race, once the daemon has seen the balance, still lets exactly k
-    through, and the others get their 402 before any upstream call."""
+@pytest.mark.parametrize("stream", [False, None], ids=["whole", "mixed"])
+def test_fifty_concurrent_requests_once_the_daemon_knows_the_balance(tmp_path, stream):
+    """Whole responses the daemon can prove are covered are held in its memory only, streams
+    against its reservation (see `holds`): the same race, once the daemon has seen the
+    balance, still lets exactly k through, whole, streamed or mixed, and the others get their
+    402 before any upstream call."""
     k = 7
     with running_gateway(tmp_path / "race", credits=None) as gw:
         hold = _required_micro(gw)
@@ -92,7 +96,7 @@ def test_fifty_concurrent_whole_requests_held_against_the_balance(tmp_path):
         assert first.status_code == 200  # the daemon now knows the balance
         left = svc.balance()["balance_micro"]
         assert hold * k < left < hold * (k + 1)
-        statuses = asyncio.run(_race(gw, 50, stream=False))
+        statuses = asyncio.run(_race(gw, 50, stream=stream))
         assert statuses.count(200) == k and statuses.count(402) == 50 - k
         rows = svc.list_requests(limit=100)
         charged = sum(r["credits_micro"] for r in rows if r["status"] == "ok")
