@@ -12,12 +12,15 @@ totals together, so the account's balance is always ``sum(entries) − sum(open 
 
 Each operation is idempotent per request id: a retried settle or release is a no-op.
 
-A running daemon also keeps one **reservation**: an open hold of its own (``request_id``
-``reservation:PID:…``) that covers the worst cases of its requests in flight, which it
-tracks in memory (`holds.Holds`). ``reserve`` grows it, ``charge_reserved`` takes a
-request's charge out of it (and gives the rest back when the daemon is idle), so a request
-whose worst case fits in the reservation costs one transaction, not two. Every other
-process sees the reservation as held, and a crash leaves it to ``recover`` like any hold.
+A running daemon holds most requests in its memory instead (`holds.Holds`), so that a request
+costs one transaction, not two:
+
+* ``reserve`` grows the daemon's **reservation**, an open hold of its own (``request_id``
+  ``reservation:PID:…``) covering its streams in flight, and ``charge_reserved`` writes a
+  stream's charge (and gives the reservation back when the daemon is idle). Every other
+  process sees the reservation as held; a crash leaves it to ``recover`` like any hold.
+* ``charge_from_balance`` writes the charge of a whole response held in memory only, refused
+  (nothing written) when the balance no longer covers it: the response has not left yet.
 """
 
 from __future__ import annotations
