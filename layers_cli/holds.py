@@ -165,11 +165,18 @@ class Holds:
         revoke`), the client still gets its 402 or 401 before any output; only the upstream
         calls started meanwhile are wasted."""
         return (
-            self._available is not None
-            and authorization is not None
+            authorization is not None
             and self._known_keys.knows(authorization)
-            and self._available - self._unconfirmed - self._pledged >= amount
+            and self._spare() >= amount
         )
+
+    def _spare(self) -> int:
+        """What this daemon's view leaves of the balance outside the reservation (-1 when
+        it has no view). Read once: the database thread may clear it (`seen_elsewhere`)."""
+        available = self._available
+        if available is None:
+            return -1
+        return available - self._unconfirmed - self._pledged
 
     # -- closing --------------------------------------------------------------------------
     async def settle(
@@ -210,10 +217,7 @@ class Holds:
         charge = actual or 0
         if idle:
             change, spends = -self.reserved, charge
-        elif (
-            self._available is not None
-            and self._available - self._unconfirmed - self._pledged >= charge
-        ):
+        elif self._spare() >= charge:
             change, spends = 0, charge  # the balance outside the reservation pays
         else:
             change, spends = -min(charge, self.reserved), 0
