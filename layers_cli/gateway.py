@@ -3,8 +3,9 @@
     authenticate → validate + resolve model → route → rate limit → quote + hold
     → provider (retries, fallbacks) → charge → settle + request row → response
 
-A request is usually held in memory against the daemon's reservation, with no database work
-before the upstream call (`holds`); a database movement it does need (a growth of the
+A request is usually held in the daemon's memory, with no database work before the upstream
+call (`holds`): a whole response against the balance, checked when its charge is written, a
+stream against the daemon's reservation. A database movement a hold does need (a growth of the
 reservation, a hold row for a budget) runs alongside the upstream call when it is certain to
 be granted, and is confirmed before anything reaches the client.
 
