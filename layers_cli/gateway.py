@@ -141,12 +141,20 @@ class Gateway:
         return await self._db_thread.run(fn, *args, **kwargs)
 
     # -- steps ---------------------------------------------------------------------------
+    def remembered(self, authorization: str | None) -> Principal | None:
+        """The key behind the header as remembered, unless another process committed since
+        it was read (checked here when the database thread is idle, else before its batch)."""
+        assert self._db_thread is not None, "Gateway.start() opens the database thread"
+        self._db_thread.try_now(self._seen_elsewhere)
+        return self.known_keys.get(authorization)
+
     async def authenticate(self, authorization: str | None) -> Principal:
         """The key behind the header, from memory when nothing changed since it was read
         (see `keycache`)."""
-        remembered = self.known_keys.get(authorization)
-        if remembered is not None:
-            return remembered
+        return self.remembered(authorization) or await self._verify(authorization)
+
+    async def _verify(self, authorization: str | None) -> Principal:
+        """Read the key from the database (401 when it is not a usable key); remember it."""
         principal = await self.db(keys.verify, authorization)
         self.known_keys.remember(authorization, principal)
         return principal
@@ -398,12 +406,10 @@ class Gateway:
         """Authenticate, validate and resolve the model (shared by every endpoint)."""
         body = validation.require_object(body)
         ctx.authorization = authorization
-        assert self._db_thread is not None
-        self._db_thread.try_now(self._seen_elsewhere)
-        ctx.principal = self.known_keys.get(authorization)
+        ctx.principal = self.remembered(authorization)
         ctx.key_from_memory = ctx.principal is not None
         if ctx.principal is None:
-            ctx.principal = await self.authenticate(authorization)
+            ctx.principal = await self._verify(authorization)
         model_id = validation.require_model(body)
         ctx.model = self.catalog.resolve(model_id)
         if ctx.model.lifecycle == "deprecated":

@@ -34,7 +34,7 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import keys, ledger
+from . import ledger
 from .db import immediate
 from .errors import InsufficientCredits
 
@@ -123,7 +123,7 @@ class Holds:
         row_id, pledged = self.row_id, self._pledged
 
         def _grow(db: Any) -> ledger.Reserved:
-            _reverify(db, self._known_keys, authorization)
+            self._known_keys.reverify(db, authorization)
             return ledger.reserve(db, row_id, need, want, worst, pledged)
 
         future = self._movement(_grow, growth, spends=growth)
@@ -137,7 +137,7 @@ class Holds:
         """A hold of its own, budgets checked (the upstream call waits for it)."""
 
         def _hold(db: Any) -> ledger.Hold:
-            current = _reverify(db, self._known_keys, authorization) or principal
+            current = self._known_keys.reverify(db, authorization) or principal
             return ledger.hold(
                 db,
                 worst,
@@ -319,13 +319,3 @@ def _ignore(done: asyncio.Future[Any]) -> None:
     """Retrieve the outcome of a movement nobody awaits (it is logged by nobody)."""
     if not done.cancelled():
         done.exception()
-
-
-def _reverify(db: Any, known_keys: RememberedKeys, authorization: str | None) -> Principal | None:
-    """On the database thread: a key forgotten since the request was admitted (another
-    process committed) is verified again, so a revoked key is refused here (401)."""
-    if authorization and not known_keys.knows(authorization):
-        current = keys.verify(db, authorization)
-        known_keys.remember(authorization, current)
-        return current
-    return None

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .db import now_iso
-from .keys import hash_secret
+from .keys import hash_secret, verify
 
 if TYPE_CHECKING:
     from .keys import Principal
@@ -48,6 +48,16 @@ class RememberedKeys:
         if len(self._by_hash) >= MAX_REMEMBERED:
             self._by_hash.clear()
         self._by_hash[hash_secret(authorization)] = principal
+
+    def reverify(self, db: Any, authorization: str | None) -> Principal | None:
+        """On the database thread: a key forgotten since its request was admitted (another
+        process committed) is read again, so a revoked key is refused here (401). Returns it
+        when it was read."""
+        if authorization and not self.knows(authorization):
+            current = verify(db, authorization)
+            self.remember(authorization, current)
+            return current
+        return None
 
     def forget_if_changed(self, db: Any) -> bool:
         """Did another connection commit? (Never two threads at once: `DatabaseThread`
