@@ -279,3 +279,14 @@ def test_a_bug_is_a_500_with_an_openai_body_and_a_request_id(tmp_path):
     assert r.json()["error"]["code"] == "internal_error"
     assert "a bug" not in r.text
     assert r.headers["x-request-id"] == r.json()["error"]["request_id"]
+
+
+def test_a_key_revoked_by_another_process_is_refused_by_the_account_routes_at_once(gw):
+    svc = gw.service()
+    key, secret = svc.create_key("playground", label="reads its credits")
+    headers = {"authorization": f"Bearer {secret}"}
+    assert httpx.get(gw.base_url + "/credits", headers=headers).status_code == 200  # remembered
+    svc.revoke_key(key["id"])
+    svc.close()
+    refused = httpx.get(gw.base_url + "/credits", headers=headers)
+    assert refused.status_code == 401 and "was revoked" in refused.json()["error"]["message"]
