@@ -1,13 +1,29 @@
-"""The daemon's HTTP protocol writes a response's head and body at once (`server/protocol.py`):
-the head waits for the next write, everything else leaves at once and in order, and closing
-flushes first. Every server test also runs through it (tests/support/gateway.py uses the same
-options)."""
+"""The daemon's HTTP protocol (`server/protocol.py`).
+
+- It writes a response's head and body at once: the head waits for the next write, everything
+  else leaves at once and in order, and closing flushes first.
+- It serves the hot endpoints without ASGI (`HotCycle`). Raw sockets check the HTTP/1.1
+  details that clients rely on and the SDKs do not exercise: pipelining, ``Expect:
+  100-continue``, HTTP/1.0 and ``Connection: close``, chunked streams followed by another
+  request on the same connection, a query string, and a bug answered with a 500.
+
+Every server test also runs through it (tests/support/gateway.py uses the same options).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import socket
 
-from layers_cli.server.protocol import CoalescingTransport
+import pytest
+
+from layers_cli.server.app import create_app
+from layers_cli.server.protocol import UVICORN_OPTIONS, CoalescingTransport
+from layers_cli.service import Layers
+from layers_cli.settings import load_settings
+from tests.support.gateway import running_gateway
+from tests.support.servers import serve_app
 
 HEAD = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n"
 
@@ -65,3 +81,182 @@ def test_a_head_leaves_with_its_body_and_later_events_with_their_step():
         return real.writes
 
     assert len(asyncio.run(go())) == 6  # nothing written twice, nothing after close
+
+
+# -- the hot endpoints over raw sockets --------------------------------------------------------
+
+CHAT = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory):
+    with running_gateway(tmp_path_factory.mktemp("protocol")) as handle:
+        yield handle
+
+
+def request(gw, body: dict | None = None, *, target: str = "/v1/chat/completions",
+            version: str = "1.1", extra: str = "") -> bytes:  # fmt: skip
+    raw = json.dumps(body or CHAT).encode()
+    head = (
+        f"POST {target} HTTP/{version}\r\nHost: x\r\nAuthorization: Bearer {gw.secret}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(raw)}\r\n{extra}\r\n"
+    )
+    return head.encode() + raw
+
+
+class Reader:
+    """Reads HTTP/1.1 responses off one socket: by content-length, chunked, or to EOF."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = b""
+
+    def _fill(self) -> bool:
+        data = self.sock.recv(65536)
+        self.buffer += data
+        return bool(data)
+
+    def _take(self, n: int) -> bytes:
+        while len(self.buffer) < n:
+            assert self._fill(), "the connection closed mid-response"
+        out, self.buffer = self.buffer[:n], self.buffer[n:]
+        return out
+
+    def _line(self) -> bytes:
+        while b"\r\n" not in self.buffer:
+            assert self._fill(), "the connection closed mid-line"
+        line, self.buffer = self.buffer.split(b"\r\n", 1)
+        return line
+
+    def response(self) -> tuple[int, dict[str, str], bytes]:
+        status = int(self._line().split()[1])
+        headers: dict[str, str] = {}
+        while line := self._line():
+            name, _, value = line.decode().partition(":")
+            headers[name.strip().lower()] = value.strip()
+        if "content-length" in headers:
+            body = self._take(int(headers["content-length"]))
+        elif headers.get("transfer-encoding") == "chunked":
+            body = b""
+            while size := int(self._line(), 16):
+                body += self._take(size)
+                assert self._take(2) == b"\r\n"
+            assert self._take(2) == b"\r\n"
+        else:
+            while self._fill():
+                pass
+            body, self.buffer = self.buffer, b""
+        return status, headers, body
+
+    def closed(self) -> bool:
+        self.sock.settimeout(5)
+        return not self.buffer and not self._fill()
+
+
+def connect(gw) -> tuple[socket.socket, Reader]:
+    host, port = gw.base_url.removeprefix("http://").removesuffix("/v1").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    return sock, Reader(sock)
+
+
+def charged(gw, request_ids: list[str]) -> int:
+    svc = gw.service()
+    try:
+        rows = {r["id"]: r for r in svc.list_requests(limit=50)}
+        return sum(rows[i]["credits_micro"] for i in request_ids)
+    finally:
+        svc.close()
+
+
+def test_pipelined_requests_are_answered_in_order_and_each_charged_once(gw):
+    before = gw.balance_micro()
+    sock, reader = connect(gw)
+    with sock:
+        sock.sendall(request(gw) + request(gw, {**CHAT, "max_tokens": 5}) + request(gw))
+        answers = [reader.response() for _ in range(3)]
+    assert [status for status, _, _ in answers] == [200, 200, 200]
+    ids = [headers["x-request-id"] for _, headers, _ in answers]
+    assert len(set(ids)) == 3
+    assert json.loads(answers[1][2])["usage"]["completion_tokens"] <= 5
+    assert before - gw.balance_micro() == charged(gw, ids) > 0
+
+
+def test_expect_100_continue_gets_its_interim_response_before_the_body_is_sent(gw):
+    whole = request(gw, extra="Expect: 100-continue\r\n")
+    head, body = whole.split(b"\r\n\r\n", 1)
+    sock, reader = connect(gw)
+    with sock:
+        sock.sendall(head + b"\r\n\r\n")
+        assert reader._line() == b"HTTP/1.1 100 Continue" and reader._line() == b""
+        sock.sendall(body)
+        status, headers, answer = reader.response()
+    assert status == 200 and json.loads(answer)["object"] == "chat.completion"
+
+
+@pytest.mark.parametrize(
+    ("version", "extra"), [("1.0", ""), ("1.1", "Connection: close\r\n")], ids=["http1.0", "close"]
+)
+def test_a_connection_the_client_will_not_reuse_is_answered_then_closed(gw, version, extra):
+    sock, reader = connect(gw)
+    with sock:
+        sock.sendall(request(gw, version=version, extra=extra))
+        status, headers, body = reader.response()
+        assert status == 200 and headers["connection"] == "close"
+        assert json.loads(body)["choices"][0]["message"]["content"]
+        assert reader.closed()
+
+
+def test_a_stream_is_chunked_and_the_connection_serves_the_next_request(gw):
+    before = gw.balance_micro()
+    sock, reader = connect(gw)
+    with sock:
+        sock.sendall(request(gw, {**CHAT, "stream": True}))
+        status, headers, streamed = reader.response()
+        sock.sendall(request(gw))
+        status_after, headers_after, _ = reader.response()
+    assert status == 200 and headers["content-type"].startswith("text/event-stream")
+    events = [line for line in streamed.decode().split("\n\n") if line]
+    assert events[-1] == "data: [DONE]" and len(events) >= 3
+    assert json.loads(events[0].removeprefix("data: "))["object"] == "chat.completion.chunk"
+    assert status_after == 200
+    ids = [headers["x-request-id"], headers_after["x-request-id"]]
+    assert before - gw.balance_micro() == charged(gw, ids) > 0
+
+
+def test_a_query_string_or_an_error_takes_the_same_answers(gw):
+    sock, reader = connect(gw)
+    with sock:
+        sock.sendall(request(gw, target="/v1/chat/completions?api-version=1"))
+        assert reader.response()[0] == 200  # through the router, same endpoint
+        sock.sendall(request(gw, {**CHAT, "model": "nope/nothing"}))
+        status, headers, body = reader.response()
+        assert status == 404 and headers["content-type"] == "application/json"
+        assert json.loads(body)["error"]["request_id"] == headers["x-request-id"]
+        sock.sendall(b"GET /v1/chat/completions HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert reader.response()[0] == 405  # the method is not hot: starlette answers
+
+
+@pytest.mark.parametrize("options", [UVICORN_OPTIONS, {}], ids=["layers-protocol", "uvicorn"])
+def test_a_bug_is_a_500_with_an_openai_body_and_a_request_id(tmp_path, options):
+    layers = Layers(load_settings(home=tmp_path / "bug", offline=True))
+    gateway = layers.gateway()
+
+    async def broken(*args: object) -> None:
+        raise RuntimeError("a bug")
+
+    gateway.embeddings = broken  # type: ignore[method-assign]
+    body = b'{"model": "x", "input": "y"}'
+    post = b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+    with (
+        serve_app(create_app(layers, gateway), **options) as url,
+        socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1]))) as sock,
+    ):
+        reader = Reader(sock)
+        for _ in range(2):  # the connection stays usable after the 500
+            sock.sendall(post % (len(body), body))
+            status, headers, answer = reader.response()
+            error = json.loads(answer)["error"]
+            assert status == 500 and error["code"] == "internal_error"
+            assert "a bug" not in answer.decode()
+            assert headers["x-request-id"] == error["request_id"]
+    layers.close()

@@ -47,6 +47,8 @@ class App:
     def __init__(self, starlette: Starlette, hot: dict[tuple[str, str], Endpoint]) -> None:
         self.starlette = starlette
         self.hot = hot
+        # for `protocol.HotCycle`, which matches the request line's raw method and target
+        self.hot_raw = {(m.encode(), p.encode()): e for (m, p), e in hot.items()}
         self.state: State = starlette.state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -8,6 +8,7 @@ and `JSON` is a plain ASGI response that the starlette routes return as well.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
@@ -21,6 +22,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Handler = Callable[[Scope, Receive], Awaitable[ASGIApp]]
+
+_log = logging.getLogger("uvicorn.error")  # where the server logs its own failures
 
 
 class JSON:
@@ -107,9 +110,10 @@ def header(scope: Scope, name: bytes) -> str | None:
 class Endpoint:
     """A bare ASGI endpoint: ``handler(scope, receive)`` returns the response to send.
 
-    A `LayersError` is answered with its OpenAI-shaped body. Anything else gets a 500 body and
-    is re-raised for the server to log, as starlette's error middleware does. Being a class
-    instance (not a function), starlette's `Route` mounts it as ASGI, unwrapped.
+    A `LayersError` is answered with its OpenAI-shaped body. Anything else is logged (with its
+    trace, on uvicorn's error log) and answered with a 500 body that names no detail. Being a
+    class instance (not a function), starlette's `Route` mounts it as ASGI, unwrapped.
+    `protocol.HotCycle` calls `respond` directly, without ASGI's send.
     """
 
     __slots__ = ("handler",)
@@ -117,14 +121,19 @@ class Endpoint:
     def __init__(self, handler: Handler) -> None:
         self.handler = handler
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def respond(self, scope: Scope, receive: Receive) -> ASGIApp | None:
+        """The response to send, or ``None`` when the client left before its body arrived."""
         try:
-            response = await self.handler(scope, receive)
+            return await self.handler(scope, receive)
         except LayersError as exc:
-            response = error_response(exc)
+            return error_response(exc)
         except ClientDisconnected:
-            return
+            return None
         except Exception:
-            await error_response(internal_error())(scope, receive, send)
-            raise
-        await response(scope, receive, send)
+            _log.exception("Exception in the %s %s handler", scope["method"], scope["path"])
+            return error_response(internal_error())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await self.respond(scope, receive)
+        if response is not None:
+            await response(scope, receive, send)

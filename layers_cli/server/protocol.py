@@ -15,11 +15,22 @@ loop's system time 95-114 -> 60-65 µs per request.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import logging
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from .asgi import JSON, Message
+
+if TYPE_CHECKING:
+    from .asgi import Endpoint
 
 _HEAD = b"HTTP/1.1 "  # how uvicorn's status lines start
+# control characters a header value must not carry (CR and LF would split the head)
+_UNSAFE_VALUE = re.compile(b"[\x00-\x08\x0a-\x1f\x7f]")
+_log = logging.getLogger("uvicorn.error")
 
 
 class CoalescingTransport:
@@ -45,6 +56,13 @@ class CoalescingTransport:
             self._head_waiting = False
             self.flush()
 
+    def write_now(self, data: bytes) -> None:
+        """Write ``data`` at once, after anything pending: a whole response, which nothing
+        follows."""
+        self._pending.append(data)
+        self._head_waiting = False
+        self.flush()
+
     def flush(self) -> None:
         """Write what is pending. A head that leaves alone still counts as waiting: the
         body's first write will not be held back either."""
@@ -62,9 +80,203 @@ class CoalescingTransport:
         return getattr(self._transport, name)
 
 
+class HotCycle:
+    """One request to a hot endpoint (`App.hot_raw`): what uvicorn's ``RequestResponseCycle``
+    does for it, without ASGI in between. The endpoint's response is written as bytes: a JSON
+    response as one head+body write; anything else (a stream) through `send`, the ASGI subset
+    it uses. Per request this skips the ASGI messages, uvicorn's header checks (our headers
+    are ours) and the router.
+
+    The protocol drives it through the attributes uvicorn's cycle has (``body``, ``more_body``,
+    ``message_event``, ``disconnected``, ``keep_alive``, ``response_complete``), so pipelining,
+    flow control, keep-alive and graceful shutdown stay uvicorn's.
+    """
+
+    __slots__ = (
+        "protocol", "scope", "transport", "flow", "keep_alive", "waiting_for_100_continue",
+        "body", "more_body", "disconnected", "response_started", "response_complete",
+        "chunked", "message_event", "on_response",
+    )  # fmt: skip
+
+    def __init__(self, protocol: LayersHttpProtocol, keep_alive: bool) -> None:
+        self.protocol = protocol
+        self.scope = protocol.scope
+        self.transport: CoalescingTransport = protocol.transport  # type: ignore[assignment]
+        self.flow = protocol.flow
+        self.keep_alive = keep_alive
+        self.waiting_for_100_continue = protocol.expect_100_continue
+        self.body = bytearray()
+        self.more_body = True
+        self.disconnected = False
+        self.response_started = False
+        self.response_complete = False
+        self.chunked = False
+        self.message_event = _Signal()
+        self.on_response: Callable[[], None] = protocol.on_response_complete
+
+    async def run_asgi(self, endpoint: Endpoint) -> None:
+        """(The name is uvicorn's: its protocol starts every cycle so.)"""
+        try:
+            response = await endpoint.respond(self.scope, self.receive)
+            if response is None:
+                return
+            if type(response) is JSON:
+                self._write_whole(response.status_code, response.raw_headers, response.body)
+            else:
+                await response(self.scope, self.receive, self.send)
+        except BaseException as exc:
+            _log.error("Exception in ASGI application\n", exc_info=exc)
+            if not self.response_started:
+                self.keep_alive = False
+                self._write_whole(500, [(b"content-type", b"text/plain; charset=utf-8")],
+                                  b"Internal Server Error")  # fmt: skip
+            else:
+                self.transport.close()
+        finally:
+            self.on_response = _nothing
+
+    def _head(self, status: int, headers: list[tuple[bytes, bytes]]) -> list[bytes]:
+        self.response_started = True
+        self.waiting_for_100_continue = False
+        out = [STATUS_LINE[status]]
+        for name, value in self.protocol.server_state.default_headers:
+            out += (name, b": ", value, b"\r\n")
+        for name, value in headers:
+            if _UNSAFE_VALUE.search(value):
+                raise RuntimeError("Invalid HTTP header value.")
+            out += (name, b": ", value, b"\r\n")
+        if not self.keep_alive:
+            out.append(b"connection: close\r\n")
+        return out
+
+    def _write_whole(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        if self.disconnected:
+            return
+        if not any(name == b"content-length" for name, _ in headers):
+            headers = [*headers, (b"content-length", str(len(body)).encode())]
+        out = self._head(status, headers)
+        out += (b"\r\n", body)
+        self.transport.write_now(b"".join(out))
+        self._complete()
+
+    def _complete(self) -> None:
+        self.response_complete = True
+        self.message_event.set()
+        if not self.keep_alive:
+            self.transport.close()
+        self.on_response()
+
+    async def send(self, message: Message) -> None:
+        """ASGI's send, for a response of unknown length: chunked unless it gives a
+        content-length (then ``body`` must be exactly that)."""
+        if self.flow.write_paused and not self.disconnected:
+            await self.flow.drain()
+        if self.disconnected:
+            return
+        if not self.response_started:
+            headers = list(message.get("headers", ()))
+            self.chunked = not any(name == b"content-length" for name, _ in headers)
+            if self.chunked:
+                headers.append((b"transfer-encoding", b"chunked"))
+            out = self._head(message["status"], headers)
+            out.append(b"\r\n")
+            self.transport.write(b"".join(out))
+            return
+        if self.response_complete:
+            raise RuntimeError("A message was sent after the response completed.")
+        body = message.get("body", b"")
+        more = message.get("more_body", False)
+        if self.chunked:
+            out = [b"%x\r\n" % len(body), body, b"\r\n"] if body else []
+            if not more:
+                out.append(b"0\r\n\r\n")
+            self.transport.write(b"".join(out))
+        elif body:
+            self.transport.write(body)
+        if not more:
+            self._complete()
+
+    async def receive(self) -> Message:
+        if self.waiting_for_100_continue and not self.transport.is_closing():
+            self.transport.write_now(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self.waiting_for_100_continue = False
+        if not self.disconnected and not self.response_complete:
+            self.flow.resume_reading()
+            await self.message_event.wait()
+        if self.disconnected or self.response_complete:
+            return {"type": "http.disconnect"}
+        message = {"type": "http.request", "body": bytes(self.body), "more_body": self.more_body}
+        self.body = bytearray()
+        return message
+
+
+class _Signal:
+    """``asyncio.Event``'s set/wait/clear for one waiter, cleared as the wait returns (what
+    uvicorn's cycle does with its event), without the event's per-request setup."""
+
+    __slots__ = ("is_set", "_waiter")
+
+    def __init__(self) -> None:
+        self.is_set = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def set(self) -> None:
+        self.is_set = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait(self) -> None:
+        if not self.is_set:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        self.is_set = False
+
+
+def _nothing() -> None:
+    pass
+
+
 class LayersHttpProtocol(HttpToolsProtocol):
+    """uvicorn's protocol with `CoalescingTransport`, serving exact matches of the hot
+    endpoints with `HotCycle`. Anything unusual (a query string, an encoded path, an upgrade,
+    a ``root_path``, a concurrency limit, or an app that is not `App`) takes uvicorn's way."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        config = self.config
+        plain = not config.root_path and config.limit_concurrency is None
+        self.hot: dict[tuple[bytes, bytes], Endpoint] = (
+            getattr(self.app, "hot_raw", {}) if plain else {}
+        )
+
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
+
+    def on_headers_complete(self) -> None:
+        endpoint = self.hot.get((self.parser.get_method(), self.url))
+        if endpoint is None or self.parser.should_upgrade():
+            super().on_headers_complete()
+            return
+        http_version = self.parser.get_http_version()
+        scope = self.scope
+        scope["method"] = "POST"
+        scope["path"] = self.url.decode("ascii")
+        scope["raw_path"] = self.url
+        scope["query_string"] = b""
+        if http_version != "1.1":
+            scope["http_version"] = http_version
+        keep_alive = http_version != "1.0" and self.parser.should_keep_alive()
+        existing = self.cycle
+        self.cycle = cycle = HotCycle(self, keep_alive)  # type: ignore[assignment]
+        if existing is None or existing.response_complete:
+            self._start_asgi_task(cycle, endpoint)  # type: ignore[arg-type]
+        else:  # pipelined: uvicorn starts it when the one before completes
+            self.flow.pause_reading()
+            self.pipeline.appendleft((cycle, endpoint))  # type: ignore[arg-type]
 
 
 # what `layers serve` (and the tests' gateway) give uvicorn.Config
