@@ -27,6 +27,9 @@ only ``error.message``, so every message must say what happened *and* what to do
         ├── ProviderRateLimited (429)
         ├── ProviderUnavailable (503)
         └── ProviderTimeout (504)
+
+Outside the tree, `TransportTimeout` and `TransportError` are what the upstream HTTP client
+raises; `providers.base` turns them into `ProviderTimeout` / `ProviderServerError`.
 """
 
 from __future__ import annotations
@@ -230,3 +233,11 @@ class ProviderTimeout(ProviderError):
     status = 504
     code = "provider_timeout"
     retryable = True
+
+
+class TransportTimeout(Exception):
+    """The upstream did not connect or answer within the timeout."""
+
+
+class TransportError(Exception):
+    """The connection failed or broke (refused, reset, malformed HTTP, dropped mid-body)."""

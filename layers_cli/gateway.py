@@ -101,6 +101,7 @@ class Gateway:
         self.retry_base_delay = 0.25
         self._db_thread: DatabaseThread | None = None
         self.known_keys = RememberedKeys()
+        self._checked_in_step = False  # see `remembered`
         self.holds = Holds(self.submit, self.known_keys)
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -120,11 +121,12 @@ class Gateway:
             finally:
                 self._db_thread.stop()
 
-    def _seen_elsewhere(self, db: Any) -> None:
+    def _seen_elsewhere(self, db: Any) -> bool:
         """Another process committed (a key, a budget, the balance may have changed): what
         this daemon remembered of them is not to be relied on until it is read again."""
         if self.known_keys.forget_if_changed(db):
             self.holds.seen_elsewhere()
+        return True  # (checked)
 
     async def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``fn(db, *args)`` on the database thread."""
@@ -143,10 +145,20 @@ class Gateway:
     # -- steps ---------------------------------------------------------------------------
     def remembered(self, authorization: str | None) -> Principal | None:
         """The key behind the header as remembered, unless another process committed since
-        it was read (checked here when the database thread is idle, else before its batch)."""
+        it was read (checked here when the database thread is idle, else before its batch).
+
+        One check serves every request of the same event-loop step: the step's end is
+        queued as the check is made, so every request that arrives afterwards (in a later
+        poll of the sockets) runs after it and checks again. What a client waited for
+        before sending its request has been seen either way."""
         assert self._db_thread is not None, "Gateway.start() opens the database thread"
-        self._db_thread.try_now(self._seen_elsewhere)
+        if not self._checked_in_step and self._db_thread.try_now(self._seen_elsewhere):
+            self._checked_in_step = True
+            asyncio.get_running_loop().call_soon(self._step_over)
         return self.known_keys.get(authorization)
+
+    def _step_over(self) -> None:
+        self._checked_in_step = False
 
     async def authenticate(self, authorization: str | None) -> Principal:
         """The key behind the header, from memory when nothing changed since it was read

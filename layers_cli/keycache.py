@@ -27,6 +27,7 @@ class RememberedKeys:
     def __init__(self) -> None:
         self._by_hash: dict[str, Principal] = {}  # hash of the Authorization header → key
         self._data_version: int | None = None
+        self._version_cursor: Any = None  # reused: the check runs as each request arrives
 
     def get(self, authorization: str | None) -> Principal | None:
         """The remembered key for this header, unless it has expired since."""
@@ -62,7 +63,10 @@ class RememberedKeys:
     def forget_if_changed(self, db: Any) -> bool:
         """Did another connection commit? (Never two threads at once: `DatabaseThread`
         runs it before each batch, and `try_now` only between batches.)"""
-        version = db.conn.execute("PRAGMA data_version").fetchone()[0]
+        cursor = self._version_cursor
+        if cursor is None or cursor.connection is not db.conn:
+            cursor = self._version_cursor = db.conn.cursor()
+        version = cursor.execute("PRAGMA data_version").fetchone()[0]
         if version == self._data_version:
             return False
         self._data_version = version

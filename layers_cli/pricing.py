@@ -118,32 +118,43 @@ def _integer_prices(prices: Prices, markup: Decimal) -> tuple[int, ...]:
 
 def charge_micro(model: ModelInfo, usage: Usage, markup: Decimal) -> tuple[int, int]:
     """``(base_micro, micro)`` of `charge` (same rules, same rounding), in integers."""
-    p_in, p_read, p_write, p_out, p_image, denominator, up_n, up_d = _integer_prices(
-        model.prices, markup
+    return _micro(
+        model,
+        markup,
+        uncached=max(0, usage.prompt_tokens - usage.cached_tokens - usage.cache_write_tokens),
+        cached=usage.cached_tokens,
+        written=usage.cache_write_tokens,
+        output=usage.completion_tokens,
+        images=usage.images,
     )
-    uncached = max(0, usage.prompt_tokens - usage.cached_tokens - usage.cache_write_tokens)
-    # micro-credits = USD × 10^8; token prices are per 10^6 tokens → × 100
-    scaled = (
-        100
-        * (
-            uncached * p_in
-            + usage.cached_tokens * p_read
-            + usage.cache_write_tokens * p_write
-            + usage.completion_tokens * p_out
-        )
-        + MICRO_PER_USD * usage.images * p_image
-    )
-    return -(-scaled // denominator), -(-scaled * up_n // (denominator * up_d))
 
 
 def quote_micro(
     model: ModelInfo, prompt_tokens: int, max_output_tokens: int, markup: Decimal, images: int = 0
 ) -> int:
-    """The credits `quote` would hold, in integers."""
-    from .providers.base import Usage
+    """The credits `quote` would hold, in integers (every request pays it: no `Usage`)."""
+    return _micro(model, markup, uncached=prompt_tokens, output=max_output_tokens, images=images)[1]
 
-    worst = Usage(prompt_tokens=prompt_tokens, completion_tokens=max_output_tokens, images=images)
-    return charge_micro(model, worst, markup)[1]
+
+def _micro(
+    model: ModelInfo,
+    markup: Decimal,
+    *,
+    uncached: int,
+    output: int,
+    images: int,
+    cached: int = 0,
+    written: int = 0,
+) -> tuple[int, int]:
+    p_in, p_read, p_write, p_out, p_image, denominator, up_n, up_d = _integer_prices(
+        model.prices, markup
+    )
+    # micro-credits = USD × 10^8; token prices are per 10^6 tokens → × 100
+    scaled = (
+        100 * (uncached * p_in + cached * p_read + written * p_write + output * p_out)
+        + MICRO_PER_USD * images * p_image
+    )
+    return -(-scaled // denominator), -(-scaled * up_n // (denominator * up_d))
 
 
 def quote(

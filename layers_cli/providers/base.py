@@ -29,6 +29,8 @@ from ..errors import (
     ProviderServerError,
     ProviderTimeout,
     ProviderUnavailable,
+    TransportError,
+    TransportTimeout,
 )
 
 if TYPE_CHECKING:
@@ -274,8 +276,6 @@ def timeout_error(provider: str, seconds: float) -> ProviderTimeout:
 
 
 def connection_error(provider: str, exc: Exception) -> ProviderServerError:
-    from .http import TransportError
-
     detail = str(exc) if isinstance(exc, TransportError) else f"{exc.__class__.__name__}: {exc}"
     return ProviderServerError(f"Could not reach {provider}: {detail}.", provider=provider)
 
@@ -312,8 +312,6 @@ async def _exchange(
     stream: bool,
 ) -> Any:
     """The HTTP exchange itself; transport failures become `ProviderError`s."""
-    from .http import TransportError, TransportTimeout
-
     assert call.http is not None, "the gateway passes its shared HTTPClient"
     exchange = call.http.stream if stream else call.http.request
     try:
@@ -355,8 +353,6 @@ async def open_stream(
     A non-2xx answer is read, closed and raised as the mapped error before any chunk is
     yielded, so the gateway can still answer with a plain HTTP error.
     """
-    from .http import TransportError, TransportTimeout
-
     response: StreamingResponse = await _exchange(
         provider, call, "POST", url, json, headers, params, stream=True
     )
@@ -378,8 +374,6 @@ async def iter_sse(
 
     Read timeouts and dropped connections mid-stream become `ProviderError`s.
     """
-    from .http import TransportError, TransportTimeout
-
     event: str | None = None
     data_lines: list[str] = []
     try:

@@ -24,20 +24,13 @@ from typing import Any
 from urllib.parse import unquote, urlencode, urlsplit
 
 from .. import __version__
+from ..errors import TransportError, TransportTimeout  # raised here; re-exported
 from ..jsoncodec import dumps, loads
 from .http_connection import Connection, ConnectionClosed, Exchange, IdleTimeout
 
 KEEP_IDLE_S = 30.0  # a pooled connection idle longer is closed, not reused (servers drop
 # idle keep-alive connections after a while; reusing one just as it closes fails)
 MAX_REDIRECTS = 5
-
-
-class TransportTimeout(Exception):
-    """The upstream did not connect or answer within the timeout."""
-
-
-class TransportError(Exception):
-    """The connection failed or broke (refused, reset, malformed HTTP, dropped mid-body)."""
 
 
 class Headers(dict[str, str]):
