@@ -260,3 +260,26 @@ def test_a_bug_is_a_500_with_an_openai_body_and_a_request_id(tmp_path, options):
             assert "a bug" not in answer.decode()
             assert headers["x-request-id"] == error["request_id"]
     layers.close()
+
+
+def test_a_header_value_that_would_split_the_head_is_never_written(tmp_path):
+    layers = Layers(load_settings(home=tmp_path / "inject", offline=True))
+    gateway = layers.gateway()
+
+    async def splitting(*args: object) -> tuple[dict, dict]:
+        return {"ok": True}, {"x-layers-note": "fine\r\nset-cookie: stolen=1"}
+
+    gateway.embeddings = splitting  # type: ignore[method-assign]
+    body = b'{"model": "x", "input": "y"}'
+    post = b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+    with (
+        serve_app(create_app(layers, gateway), **UVICORN_OPTIONS) as url,
+        socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1]))) as sock,
+    ):
+        sock.sendall(post % (len(body), body))
+        reader = Reader(sock)
+        status, headers, answer = reader.response()
+        assert status == 500 and answer == b"Internal Server Error"
+        assert "set-cookie" not in headers and headers["connection"] == "close"
+        assert reader.closed()
+    layers.close()

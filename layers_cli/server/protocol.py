@@ -128,32 +128,31 @@ class HotCycle:
             _log.error("Exception in ASGI application\n", exc_info=exc)
             if not self.response_started:
                 self.keep_alive = False
-                self._write_whole(500, [(b"content-type", b"text/plain; charset=utf-8")],
-                                  b"Internal Server Error")  # fmt: skip
+                text = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"21")]
+                self._write_whole(500, text, b"Internal Server Error")
             else:
                 self.transport.close()
         finally:
             self.on_response = _nothing
 
     def _head(self, status: int, headers: list[tuple[bytes, bytes]]) -> list[bytes]:
-        self.response_started = True
-        self.waiting_for_100_continue = False
         out = [STATUS_LINE[status]]
         for name, value in self.protocol.server_state.default_headers:
             out += (name, b": ", value, b"\r\n")
         for name, value in headers:
-            if _UNSAFE_VALUE.search(value):
-                raise RuntimeError("Invalid HTTP header value.")
             out += (name, b": ", value, b"\r\n")
+        if _UNSAFE_VALUE.search(b"".join(out[3::4])):  # the values, joined
+            raise RuntimeError("Invalid HTTP header value.")  # (answered with a 500)
+        self.response_started = True
+        self.waiting_for_100_continue = False
         if not self.keep_alive:
             out.append(b"connection: close\r\n")
         return out
 
     def _write_whole(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        """``headers`` include the body's content-length (`JSON` gives it)."""
         if self.disconnected:
             return
-        if not any(name == b"content-length" for name, _ in headers):
-            headers = [*headers, (b"content-length", str(len(body)).encode())]
         out = self._head(status, headers)
         out += (b"\r\n", body)
         self.transport.write_now(b"".join(out))
