@@ -31,6 +31,7 @@ from .http_connection import Connection, ConnectionClosed, Exchange, IdleTimeout
 KEEP_IDLE_S = 30.0  # a pooled connection idle longer is closed, not reused (servers drop
 # idle keep-alive connections after a while; reusing one just as it closes fails)
 MAX_REDIRECTS = 5
+MAX_REMEMBERED_URLS = 1024
 
 
 class Headers(dict[str, str]):
@@ -259,6 +260,7 @@ class HTTPClient:
         self._max_connections = max_connections
         self._pool: _Pool | None = None
         self._origins: dict[str, tuple[_Origin, str]] = {}
+        self._urls: dict[str, tuple[_Origin, str]] = {}  # a gateway calls a few URLs over and over
 
     def _proxy(self, url: str) -> str | None:
         """The proxy used for this URL's origin, as host:port (None: direct)."""
@@ -267,6 +269,15 @@ class HTTPClient:
 
     def _split(self, url: str) -> tuple[_Origin, str]:
         """(origin, path?query), the origin parsed once per scheme://host:port."""
+        known = self._urls.get(url)
+        if known is not None:
+            return known
+        if len(self._urls) >= MAX_REMEMBERED_URLS:
+            self._urls.clear()
+        split = self._urls[url] = self._parse_url(url)
+        return split
+
+    def _parse_url(self, url: str) -> tuple[_Origin, str]:
         scheme, sep, rest = url.partition("://")
         if not sep or scheme not in ("http", "https"):
             raise TransportError(f"Only http:// and https:// URLs are supported, not {url!r}.")
