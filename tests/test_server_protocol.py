@@ -283,3 +283,36 @@ def test_a_header_value_that_would_split_the_head_is_never_written(tmp_path):
         assert "set-cookie" not in headers and headers["connection"] == "close"
         assert reader.closed()
     layers.close()
+
+
+def test_a_body_larger_than_the_read_buffer_arrives_whole(gw):
+    long_text = "The tide comes in. " * 16_000  # ~300 KB: reading pauses past 64 KiB
+    body = {**CHAT, "messages": [{"role": "user", "content": long_text}], "max_tokens": 5}
+    sock, reader = connect(gw)
+    with sock:
+        sock.sendall(request(gw, body))
+        status, _, answer = reader.response()
+    assert status == 200, answer[:300]
+    assert json.loads(answer)["usage"]["prompt_tokens"] > 50_000
+
+
+def test_a_client_that_leaves_before_its_body_arrives_leaves_no_trace(gw):
+    svc = gw.service()
+    rows_before = len(svc.list_requests(limit=1000))
+    svc.close()
+    before = gw.balance_micro()
+    whole = request(gw)
+    sock, _ = connect(gw)
+    with sock:
+        sock.sendall(whole[: len(whole) - 10])  # the head and most of the body
+    sock, reader = connect(gw)
+    with sock:  # the daemon serves the next connection as usual
+        sock.sendall(request(gw))
+        assert reader.response()[0] == 200
+    svc = gw.service()
+    try:
+        assert len(svc.list_requests(limit=1000)) == rows_before + 1
+        assert svc.balance()["open_holds"] == 0
+    finally:
+        svc.close()
+    assert gw.balance_micro() < before
