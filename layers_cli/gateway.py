@@ -123,10 +123,11 @@ class Gateway:
 
     def _seen_elsewhere(self, db: Any) -> bool:
         """Another process committed (a key, a budget, the balance may have changed): what
-        this daemon remembered of them is not to be relied on until it is read again."""
+        this daemon remembered of them is not to be relied on until it is read again.
+        Returns True, so `try_now` tells a check made from a check skipped."""
         if self.known_keys.forget_if_changed(db):
             self.holds.seen_elsewhere()
-        return True  # (checked)
+        return True
 
     async def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``fn(db, *args)`` on the database thread."""

@@ -260,13 +260,14 @@ class LayersHttpProtocol(HttpToolsProtocol):
         super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
 
     def on_headers_complete(self) -> None:
-        endpoint = self.hot.get((self.parser.get_method(), self.url))
+        method = self.parser.get_method()
+        endpoint = self.hot.get((method, self.url))
         if endpoint is None or self.parser.should_upgrade():
             super().on_headers_complete()
             return
         http_version = self.parser.get_http_version()
         scope = self.scope
-        scope["method"] = "POST"
+        scope["method"] = method.decode("ascii")
         scope["path"] = self.url.decode("ascii")
         scope["raw_path"] = self.url
         scope["query_string"] = b""
