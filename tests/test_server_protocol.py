@@ -13,8 +13,12 @@ Every server test also runs through it (tests/support/gateway.py uses the same o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -236,53 +240,52 @@ def test_a_query_string_or_an_error_takes_the_same_answers(gw):
         assert reader.response()[0] == 405  # the method is not hot: starlette answers
 
 
+@contextlib.contextmanager
+def embeddings_answered_by(
+    home: Path, handler: Callable[..., Awaitable[Any]], options: dict[str, Any]
+) -> Iterator[tuple[Callable[[], None], Reader]]:
+    """A gateway whose embeddings endpoint is ``handler``; yields (send one POST on a
+    connection, that connection's reader)."""
+    layers = Layers(load_settings(home=home, offline=True))
+    gateway = layers.gateway()
+    gateway.embeddings = handler  # type: ignore[method-assign]
+    body = b'{"model": "x", "input": "y"}'
+    post = b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+    try:
+        with (
+            serve_app(create_app(layers, gateway), **options) as url,
+            socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1]))) as sock,
+        ):
+            yield (lambda: sock.sendall(post % (len(body), body))), Reader(sock)
+    finally:
+        layers.close()
+
+
 @pytest.mark.parametrize("options", [UVICORN_OPTIONS, {}], ids=["layers-protocol", "uvicorn"])
 def test_a_bug_is_a_500_with_an_openai_body_and_a_request_id(tmp_path, options):
-    layers = Layers(load_settings(home=tmp_path / "bug", offline=True))
-    gateway = layers.gateway()
-
     async def broken(*args: object) -> None:
         raise RuntimeError("a bug")
 
-    gateway.embeddings = broken  # type: ignore[method-assign]
-    body = b'{"model": "x", "input": "y"}'
-    post = b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
-    with (
-        serve_app(create_app(layers, gateway), **options) as url,
-        socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1]))) as sock,
-    ):
-        reader = Reader(sock)
+    with embeddings_answered_by(tmp_path / "bug", broken, options) as (post, reader):
         for _ in range(2):  # the connection stays usable after the 500
-            sock.sendall(post % (len(body), body))
+            post()
             status, headers, answer = reader.response()
             error = json.loads(answer)["error"]
             assert status == 500 and error["code"] == "internal_error"
             assert "a bug" not in answer.decode()
             assert headers["x-request-id"] == error["request_id"]
-    layers.close()
 
 
 def test_a_header_value_that_would_split_the_head_is_never_written(tmp_path):
-    layers = Layers(load_settings(home=tmp_path / "inject", offline=True))
-    gateway = layers.gateway()
-
     async def splitting(*args: object) -> tuple[dict, dict]:
         return {"ok": True}, {"x-layers-note": "fine\r\nset-cookie: stolen=1"}
 
-    gateway.embeddings = splitting  # type: ignore[method-assign]
-    body = b'{"model": "x", "input": "y"}'
-    post = b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
-    with (
-        serve_app(create_app(layers, gateway), **UVICORN_OPTIONS) as url,
-        socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1]))) as sock,
-    ):
-        sock.sendall(post % (len(body), body))
-        reader = Reader(sock)
+    with embeddings_answered_by(tmp_path / "inject", splitting, UVICORN_OPTIONS) as (post, reader):
+        post()
         status, headers, answer = reader.response()
         assert status == 500 and answer == b"Internal Server Error"
         assert "set-cookie" not in headers and headers["connection"] == "close"
         assert reader.closed()
-    layers.close()
 
 
 def test_a_body_larger_than_the_read_buffer_arrives_whole(gw):
