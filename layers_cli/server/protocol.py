@@ -277,7 +277,9 @@ class LayersHttpProtocol(HttpToolsProtocol):
         existing = self.cycle
         self.cycle = cycle = HotCycle(self, keep_alive)  # type: ignore[assignment]
         if existing is None or existing.response_complete:
-            self._start_asgi_task(cycle, endpoint)  # type: ignore[arg-type]
+            task = self.loop.create_task(cycle.run_asgi(endpoint))
+            task.add_done_callback(self.tasks.discard)
+            self.tasks.add(task)  # graceful shutdown waits for it
         else:  # pipelined: uvicorn starts it when the one before completes
             self.flow.pause_reading()
             self.pipeline.appendleft((cycle, endpoint))  # type: ignore[arg-type]
