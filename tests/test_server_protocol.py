@@ -126,23 +126,23 @@ class Reader:
         out, self.buffer = self.buffer[:n], self.buffer[n:]
         return out
 
-    def _line(self) -> bytes:
+    def line(self) -> bytes:
         while b"\r\n" not in self.buffer:
             assert self._fill(), "the connection closed mid-line"
         line, self.buffer = self.buffer.split(b"\r\n", 1)
         return line
 
     def response(self) -> tuple[int, dict[str, str], bytes]:
-        status = int(self._line().split()[1])
+        status = int(self.line().split()[1])
         headers: dict[str, str] = {}
-        while line := self._line():
+        while line := self.line():
             name, _, value = line.decode().partition(":")
             headers[name.strip().lower()] = value.strip()
         if "content-length" in headers:
             body = self._take(int(headers["content-length"]))
         elif headers.get("transfer-encoding") == "chunked":
             body = b""
-            while size := int(self._line(), 16):
+            while size := int(self.line(), 16):
                 body += self._take(size)
                 assert self._take(2) == b"\r\n"
             assert self._take(2) == b"\r\n"
@@ -191,7 +191,7 @@ def test_expect_100_continue_gets_its_interim_response_before_the_body_is_sent(g
     sock, reader = connect(gw)
     with sock:
         sock.sendall(head + b"\r\n\r\n")
-        assert reader._line() == b"HTTP/1.1 100 Continue" and reader._line() == b""
+        assert reader.line() == b"HTTP/1.1 100 Continue" and reader.line() == b""
         sock.sendall(body)
         status, headers, answer = reader.response()
     assert status == 200 and json.loads(answer)["object"] == "chat.completion"
