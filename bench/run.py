@@ -11,7 +11,8 @@ a key without limits and enough credits, and one ``layers serve`` process pinned
 (client → stub) and through-Layers (client → layers → stub) rounds, A B A B, and reports
 medians over the rounds: requests/s and p50/p99 latency (wrk) at concurrency 1, 16 and 64;
 streamed time to first byte and total at concurrency 1 and 16; the daemon's RSS after the load;
-cold start; ``layers --help``; ``layers usage`` over 1,000,000 request rows; errors; and
+cold start; ``layers --help``; ``layers usage`` and ``GET /v1/usage`` over 1,000,000 request
+rows; errors; and
 ledger drift (the balance must move by exactly the sum of the recorded charges).
 
 Exit status: 0 when there were no errors and no drift, 1 otherwise (performance targets are
@@ -186,8 +187,8 @@ class Bench:
         topup = self.cli_json("credits", "topup", str(TOPUP_CREDITS))
         self.initial_balance = topup["balance_micro"]
 
-    def start_daemon(self, port: int) -> subprocess.Popen[bytes]:
-        cmd = [self.layers, "--home", str(self.home), "serve", "--port", str(port)]
+    def start_daemon(self, port: int, home: Path | None = None) -> subprocess.Popen[bytes]:
+        cmd = [self.layers, "--home", str(home or self.home), "serve", "--port", str(port)]
         with (self.workdir / f"serve-{port}.log").open("wb") as log:
             proc = subprocess.Popen([*self.daemon_pin, *cmd], stdout=log, stderr=subprocess.STDOUT)
         self.procs.append(proc)
@@ -521,6 +522,55 @@ def measure_usage(b: Bench) -> dict[str, Any]:
         results[label] = {"median_s": median(times), "runs_s": times}
     reported = subprocess.run([*base, "usage", "--json"], capture_output=True, check=True)
     results["reported_requests"] = json.loads(reported.stdout)["total"]["requests"]
+    results.update(measure_usage_api(b, copy))
+    return results
+
+
+def measure_usage_api(b: Bench, home: Path) -> dict[str, Any]:
+    """``GET /v1/usage`` (and ``?by=model``) from a daemon serving the 1M-row copy: the wall
+    time of each request on a fresh connection, after one unrecorded request (the key's
+    verification, the daemon's first read of the rollup)."""
+    import http.client
+
+    port = free_port()
+    daemon = b.start_daemon(port, home)
+    headers = {"Authorization": f"Bearer {b.api_key}"}
+
+    def get(path: str) -> tuple[int, bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            conn.request("GET", path, headers=headers)
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+        finally:
+            conn.close()
+
+    results: dict[str, Any] = {}
+    try:
+        deadline = time.perf_counter() + 30
+        while True:
+            try:
+                status, body = get("/v1/usage")
+                break
+            except OSError:
+                if time.perf_counter() > deadline:
+                    raise RuntimeError(f"no answer from port {port} in time") from None
+                time.sleep(0.01)
+        if status != 200:
+            raise RuntimeError(f"GET /v1/usage: HTTP {status}: {body[:300]!r}")
+        results["api_reported_requests"] = json.loads(body)["total"]["requests"]
+        paths = (("api_usage", "/v1/usage"), ("api_usage_by_model", "/v1/usage?by=model"))
+        for label, path in paths:
+            times = []
+            for _ in range(b.mode.usage_runs):
+                start = time.perf_counter()
+                status, body = get(path)
+                times.append(time.perf_counter() - start)
+                if status != 200:
+                    raise RuntimeError(f"GET {path}: HTTP {status}: {body[:300]!r}")
+            results[label] = {"median_s": median(times), "runs_s": times}
+    finally:
+        b.stop(daemon)
     return results
 
 
@@ -644,6 +694,8 @@ def _rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
         ("layers usage (1M rows)", "usage"),
         ("layers usage --by model (1M rows)", "usage_by_model"),
         ("layers requests list (1M rows)", "requests_list"),
+        ("GET /v1/usage (1M rows)", "api_usage"),
+        ("GET /v1/usage?by=model (1M rows)", "api_usage_by_model"),
     ):
         seconds = u[key]["median_s"]
         target = "" if key == "requests_list" else _verdict(seconds <= t["usage_s_max"], "<= 1 s")
