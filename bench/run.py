@@ -12,8 +12,8 @@ a key without limits and enough credits, and one ``layers serve`` process pinned
 medians over the rounds: requests/s and p50/p99 latency (wrk) at concurrency 1, 16 and 64;
 streamed time to first byte and total at concurrency 1 and 16; the daemon's RSS after the load;
 cold start; ``layers --help``; ``layers usage`` and ``GET /v1/usage`` over 1,000,000 request
-rows; errors; and
-ledger drift (the balance must move by exactly the sum of the recorded charges).
+rows; errors; and ledger drift (the balance must move by exactly the sum of the recorded
+charges).
 
 Exit status: 0 when there were no errors and no drift, 1 otherwise (performance targets are
 reported, never enforced). See bench/README.md for what each figure means.
