@@ -125,6 +125,11 @@ def _insufficient(balance: int, required: int, *, spent: bool = False) -> Insuff
     )
 
 
+def _move_held(conn: sqlite3.Connection, delta: int) -> None:
+    """``account.held_micro`` follows every open hold's amount, in the same transaction."""
+    conn.execute("UPDATE account SET held_micro = held_micro + ? WHERE id = 1", (delta,))
+
+
 def _hold_from_row(row: tuple[Any, ...]) -> Hold:
     return Hold(id=row[0], request_id=row[1], amount=row[2], key_id=row[3], project_id=row[4])
 
@@ -226,7 +231,7 @@ def hold(
             if existing is not None:
                 return existing
             raise
-        conn.execute("UPDATE account SET held_micro = held_micro + ? WHERE id = 1", (amount,))
+        _move_held(conn, amount)
         return Hold(cur.lastrowid or 0, request_id, amount, key_id, project_id, available - amount)
 
 
@@ -244,7 +249,7 @@ def _close(db: Database, h: Hold, status: str, charged: int, also: AlsoFn | None
             if row is None:
                 raise NotFound(f"No hold for request {h.request_id}.")
             return int(row[0] or 0)  # already closed: idempotent
-        conn.execute("UPDATE account SET held_micro = held_micro - ? WHERE id = 1", (closed[0][0],))
+        _move_held(conn, -closed[0][0])
         _charge_once(conn, h, charged)  # the open hold it closed says it was not charged yet
         if also is not None:
             also(conn)
@@ -276,11 +281,11 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def open_holds(db: Database) -> list[dict[str, Any]]:
-    """Holds that hold something (an idle daemon's reservation of 0 is not one)."""
-    return list(
-        db.query("SELECT * FROM holds WHERE status = 'open' AND amount_micro > 0 ORDER BY id")
-    )
+def open_holds(db: Database, *, empty_too: bool = False) -> list[dict[str, Any]]:
+    """Holds that hold something (an idle daemon's reservation of 0 is not one, unless
+    ``empty_too``)."""
+    holding = "" if empty_too else " AND amount_micro > 0"
+    return list(db.query(f"SELECT * FROM holds WHERE status = 'open'{holding} ORDER BY id"))
 
 
 # -- a daemon's reservation --------------------------------------------------------------
@@ -345,7 +350,7 @@ def reserve(
             # reservation's room beyond the other requests in flight
             raise _insufficient(available + max(current - (need - amount), 0), amount)
         _set_reserved(conn, row_id, current + grow)
-        conn.execute("UPDATE account SET held_micro = held_micro + ? WHERE id = 1", (grow,))
+        _move_held(conn, grow)
         return Reserved(current + grow, available + pledged - grow)
 
 
@@ -390,9 +395,7 @@ def charge_reserved(
         left = 0 if idle else max(current - max(actual - available, 0), 0)
         if left != current:
             _set_reserved(conn, row_id, left)
-            conn.execute(
-                "UPDATE account SET held_micro = held_micro - ? WHERE id = 1", (current - left,)
-            )
+            _move_held(conn, left - current)
         if also is not None:
             also(conn)
         return actual, Reserved(left, available - actual + current - left)
@@ -428,14 +431,14 @@ def close_reservation(db: Database, row_id: int) -> None:
             " charged_micro = 0 WHERE id = ?",
             (now_iso(), row_id),
         )
-        conn.execute("UPDATE account SET held_micro = held_micro - ? WHERE id = 1", (current,))
+        _move_held(conn, -current)
 
 
 def recover(db: Database, *, all_processes: bool = False) -> list[Hold]:
     """Release holds left by processes that are gone (or every open hold with
     ``all_processes``); returns what was released."""
     released = []
-    for row in list(db.query("SELECT * FROM holds WHERE status = 'open' ORDER BY id")):
+    for row in open_holds(db, empty_too=True):
         if all_processes or not _pid_alive(row["pid"]):
             h = Hold(
                 row["id"], row["request_id"], row["amount_micro"], row["key_id"], row["project_id"]
