@@ -40,7 +40,7 @@ def totals(prefix: Path) -> dict[str, int]:
     return counts
 
 
-def measure(b: Bench, conc: int, seconds: float) -> None:
+def measure(b: Bench, conc: int, seconds: float, keep: Path | None = None) -> None:
     port = free_port()
     prefix = b.workdir / f"callgrind-c{conc}"
     cmd = [
@@ -77,6 +77,10 @@ def measure(b: Bench, conc: int, seconds: float) -> None:
         line += f" {sum(per_thread.values()) / 1e3:,.0f}k instructions per request"
         line += " (" + ", ".join(f"thread {t}: {v / 1e3:,.0f}k" for t, v in per_thread.items())
         print(line + ")", flush=True)
+        if keep:
+            keep.mkdir(parents=True, exist_ok=True)
+            for dump in prefix.parent.glob(f"{prefix.name}.{daemon.pid}*"):
+                shutil.copy(dump, keep / dump.name)
     finally:
         b.stop(daemon)
 
@@ -85,13 +89,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("-c", default="16,1", help="concurrencies, comma-separated")
     parser.add_argument("-s", type=float, default=15, help="seconds of load per concurrency")
+    parser.add_argument(
+        "--keep", type=Path, help="copy the callgrind dumps here (for callgrind_annotate)"
+    )
     args = parser.parse_args()
     for tool in ("valgrind", "callgrind_control"):
         if not shutil.which(tool):
             sys.exit(f"{tool} not found: sudo apt-get install -y valgrind")
     with prepared("layers-instructions-") as b:
         for conc in (int(c) for c in args.c.split(",")):
-            measure(b, conc, args.s)
+            measure(b, conc, args.s, args.keep)
 
 
 if __name__ == "__main__":

@@ -123,11 +123,19 @@ def create_key(
     return get_key(db, row["id"]), secret
 
 
-# A key's last use is its newest request row, found through the `requests_key` index; the
-# request path writes nothing to the key for it (`api_keys.last_used_at` is no longer kept).
+# A key's last use is its newest request row: the rollup's newest hour for the key (read
+# newest first along its hour-led index), then that hour's rows through `requests_created`.
+# The request path writes nothing to the key for it (`api_keys.last_used_at` is not kept).
+_NEWEST_HOUR = (
+    "(SELECT u.hour FROM usage_rollup u WHERE u.key_id = k.id ORDER BY u.hour DESC LIMIT 1)"
+)
+_LAST_USED = (
+    f"(SELECT MAX(r.created_at) FROM requests r WHERE r.created_at >= {_NEWEST_HOUR}"
+    f" AND r.created_at < {_NEWEST_HOUR} || ';' AND r.key_id = k.id)"  # ';' follows ':'
+)
 _KEY_SELECT = (
     "SELECT k.id, k.project_id, k.label, k.kind, k.prefix, k.hash, k.created_at,"
-    " (SELECT MAX(r.created_at) FROM requests r WHERE r.key_id = k.id) AS last_used_at,"
+    f" {_LAST_USED} AS last_used_at,"
     " k.expires_at, k.revoked_at, k.rotated_to, k.rpm, k.tpm, k.budget_micro, k.spent_micro,"
     " p.name AS project_name, p.archived_at AS project_archived_at"
     " FROM api_keys k JOIN projects p ON p.id = k.project_id"

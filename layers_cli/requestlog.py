@@ -232,7 +232,7 @@ def _hour_end(hour: str) -> str:
 
 def _in_hour(filters: Filters, hour: str) -> tuple[str, list[Any]]:
     """WHERE for the rows of `requests r` that match ``filters`` and lie in ``hour``
-    (an index range on created_at, alone or after project, key or model)."""
+    (an index range on `requests_created`, the other filters checked row by row)."""
     clauses, params = filters.clauses()
     clauses += ["r.created_at >= ?", "r.created_at < ?"]
     return _where(clauses), [*params, hour, _hour_end(hour)]

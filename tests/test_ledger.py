@@ -223,3 +223,59 @@ def test_balance_is_always_entries_minus_open_holds(tmp_path_factory, sequence):
         assert isinstance(b.available, int)
         assert b.available >= 0
     db.close()
+
+
+def test_migration_m004_keeps_every_row_and_rule(tmp_path):
+    """m004 rebuilds `ledger_entries` and `holds` to respell their CHECKs: rows, ids, the
+    AUTOINCREMENT counter, indexes and the totals trigger survive, and the rules still bite."""
+    import sqlite3
+
+    from sqlite_utils import Database
+
+    from layers_cli.migrations import MIGRATIONS
+
+    path = tmp_path / "old.db"
+    old = Database(sqlite3.connect(path))
+    MIGRATIONS.apply(old, stop_before="m004_checks_without_in_lists")
+    ledger.topup(old, 9_000)
+    kept = ledger.hold(old, 3_000, "req_kept")
+    settled = ledger.hold(old, 2_000, "req_settled")
+    ledger.settle(old, settled, 1_500)
+    with old.conn:  # the newest rows deleted: ids past them must still never come back
+        old.conn.execute(
+            "INSERT INTO holds (request_id, amount_micro, pid, created_at, status)"
+            " VALUES ('gone', 0, 1, 'now', 'released')"
+        )
+        old.conn.execute("DELETE FROM holds WHERE request_id = 'gone'")
+    before = {
+        t: old.conn.execute(f"SELECT * FROM {t} ORDER BY id").fetchall()
+        for t in ("ledger_entries", "holds")
+    }
+    old.close()
+
+    db = open_db(path)
+    assert {
+        t: db.conn.execute(f"SELECT * FROM {t} ORDER BY id").fetchall() for t in before
+    } == before
+    names = {row[0] for row in db.conn.execute("SELECT name FROM sqlite_schema")}
+    assert {"ledger_entries_request", "holds_open", "ledger_entries_totals"} <= names
+    assert not [n for n in names if n.endswith("_new")]
+    assert ledger.balance(db) == ledger.Balance(entries=7_500, held=3_000)
+    ledger.settle(db, kept, 1_000)  # the trigger still moves the totals
+    assert ledger.balance(db) == ledger.Balance(entries=6_500, held=0)
+    assert ledger.hold(db, 1, "req_new").id > 3  # ids never reused
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        db.conn.execute(
+            "INSERT INTO ledger_entries (created_at, kind, amount_micro) VALUES ('now', 'gift', 1)"
+        )
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        db.conn.execute("UPDATE holds SET status = 'lost'")
+    db.conn.rollback()
+    # the point of the migration: no temporary b-tree per row written
+    plan = db.conn.execute(
+        "EXPLAIN INSERT INTO ledger_entries (created_at, kind, amount_micro)"
+        " VALUES ('now', 'charge', -1)"
+    ).fetchall()
+    assert "OpenEphemeral" not in {op[1] for op in plan}
+    assert ledger.verify(db)["ok"]
+    db.close()

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlite_utils import Database
 
-from layers_cli import requestlog
+from layers_cli import keys, requestlog
 from layers_cli.db import open_db
 from layers_cli.migrations import MIGRATIONS
 from layers_cli.requestlog import Filters, RequestRow
@@ -211,6 +211,17 @@ def test_reports_equal_the_raw_aggregate(specs, edits, queries, limit):
         assert requestlog.usage(db, f, by) == raw_usage(db, f, by)
         listed = [row["id"] for row in requestlog.list_requests(db, f, limit)]
         assert listed == raw_list(db, f, limit)
+    # a key's last use (`keys list`) is found through the rollup's newest hour for it
+    for key_id in ("key_a", "key_b"):
+        db.execute(
+            "INSERT INTO api_keys (id, project_id, kind, prefix, hash, created_at)"
+            " VALUES (?, 1, 'live', ?, ?, '2026-01-01')",
+            [key_id, key_id, key_id],
+        )
+    raw = "SELECT MAX(created_at) FROM requests WHERE key_id = ?"
+    assert {k["id"]: k["last_used_at"] for k in keys.list_keys(db)} == {
+        key_id: db.execute(raw, [key_id]).fetchone()[0] for key_id in ("key_a", "key_b")
+    }
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
