@@ -226,8 +226,9 @@ def test_balance_is_always_entries_minus_open_holds(tmp_path_factory, sequence):
 
 
 def test_migration_m004_keeps_every_row_and_rule(tmp_path):
-    """m004 rebuilds `ledger_entries` and `holds` to respell their CHECKs: rows, ids, the
-    AUTOINCREMENT counter, indexes and the totals trigger survive, and the rules still bite."""
+    """m004 rebuilds `ledger_entries` (no AUTOINCREMENT now) and `holds` to respell their
+    CHECKs: rows, ids, the holds' AUTOINCREMENT counter, indexes and the totals trigger
+    survive, and the rules still bite."""
     import sqlite3
 
     from sqlite_utils import Database
@@ -236,7 +237,7 @@ def test_migration_m004_keeps_every_row_and_rule(tmp_path):
 
     path = tmp_path / "old.db"
     old = Database(sqlite3.connect(path))
-    MIGRATIONS.apply(old, stop_before="m004_checks_without_in_lists")
+    MIGRATIONS.apply(old, stop_before="m004_cheaper_ledger_writes")
     ledger.topup(old, 9_000)
     kept = ledger.hold(old, 3_000, "req_kept")
     settled = ledger.hold(old, 2_000, "req_settled")
@@ -263,7 +264,9 @@ def test_migration_m004_keeps_every_row_and_rule(tmp_path):
     assert ledger.balance(db) == ledger.Balance(entries=7_500, held=3_000)
     ledger.settle(db, kept, 1_000)  # the trigger still moves the totals
     assert ledger.balance(db) == ledger.Balance(entries=6_500, held=0)
-    assert ledger.hold(db, 1, "req_new").id > 3  # ids never reused
+    assert ledger.hold(db, 1, "req_new").id > 3  # hold ids never reused
+    entry_ids = [r[0] for r in db.conn.execute("SELECT id FROM ledger_entries ORDER BY id")]
+    assert entry_ids == list(range(1, len(entry_ids) + 1))  # kept, and the next one follows
     with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
         db.conn.execute(
             "INSERT INTO ledger_entries (created_at, kind, amount_micro) VALUES ('now', 'gift', 1)"
@@ -271,11 +274,11 @@ def test_migration_m004_keeps_every_row_and_rule(tmp_path):
     with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
         db.conn.execute("UPDATE holds SET status = 'lost'")
     db.conn.rollback()
-    # the point of the migration: no temporary b-tree per row written
+    # the point of the migration: no temporary b-tree and no counter row per entry written
     plan = db.conn.execute(
         "EXPLAIN INSERT INTO ledger_entries (created_at, kind, amount_micro)"
         " VALUES ('now', 'charge', -1)"
     ).fetchall()
-    assert "OpenEphemeral" not in {op[1] for op in plan}
+    assert not {"OpenEphemeral", "MemMax"} & {op[1] for op in plan}  # MemMax: the counter
     assert ledger.verify(db)["ok"]
     db.close()
