@@ -4,7 +4,7 @@
     python bench/cpu.py -c 1 -s 3 --perf syscalls:sys_enter_pwrite64,context-switches
 
 Same stub, data home and pinning as `run.py`, one daemon, no direct or floor runs. Prints
-requests/s, p50 and, per thread, user and system CPU microseconds per request (from
+requests/s, p50, p99 and, per thread, user and system CPU microseconds per request (from
 /proc/PID/task/*/stat, so nothing is sampled and nothing slows down). To compare two trees,
 run it with ``PYTHONPATH=/path/to/other/checkout`` (the daemon inherits it). Throughput on a
 shared VM drifts by ±10% between minutes; CPU per request drifts less, so it is the figure to
@@ -68,6 +68,7 @@ def main() -> None:
             after = thread_times(daemon.pid)
             n = result["requests"]
             line = f"c={conc:<3} {result['rps']:7.0f} req/s  p50 {result['p50_ms']:6.2f} ms"
+            line += f"  p99 {result['p99_ms']:6.2f} ms"
             for key, (user, system) in after.items():
                 u0, s0 = before.get(key, (0.0, 0.0))
                 if user + system - u0 - s0 > 0:
