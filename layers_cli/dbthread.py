@@ -11,16 +11,11 @@ charge that is not durable.
 Work run here writes through `db.immediate` and never commits or rolls back by itself: a
 batch whose transaction ended early is reported lost as a whole (that is how SQLite's own
 abort on a full disk or an I/O error is caught).
-
-WAL checkpoints, which copy committed pages back into the database file, run beside this
-thread (`Checkpointer`), so that no batch waits for one.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
 import queue
 import sqlite3
 import threading
@@ -35,9 +30,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 MAX_BATCH = 64
-CHECKPOINT_PAGES = 1_000  # SQLite's own trigger (`wal_autocheckpoint`), now off the commit path
-BACKSTOP_PAGES = 10_000  # the commit checkpoints itself past this (see `Checkpointer`)
-_log = logging.getLogger("layers")
 
 # (work, future, loop) — or None, the signal to stop
 _Item = tuple[Callable[[], Any], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
@@ -45,22 +37,10 @@ _Item = tuple[Callable[[], Any], "asyncio.Future[Any]", asyncio.AbstractEventLoo
 
 class DatabaseThread:
     def __init__(
-        self,
-        db: Database,
-        before_batch: Callable[[Database], None] | None = None,
-        *,
-        checkpoint_pages: int = CHECKPOINT_PAGES,
-        backstop_pages: int = BACKSTOP_PAGES,
+        self, db: Database, before_batch: Callable[[Database], None] | None = None
     ) -> None:
         self.db = db
         self._before_batch = before_batch
-        self._checkpointer = Checkpointer.start(db, checkpoint_pages)
-        if self._checkpointer is not None:
-            db.conn.execute(f"PRAGMA wal_autocheckpoint = {int(backstop_pages)}")
-            # the commit that starts the WAL over cuts the file back, so its size keeps
-            # telling the checkpointer how much was written since
-            limit = self._checkpointer.threshold // 4
-            db.conn.execute(f"PRAGMA journal_size_limit = {limit}")
         # Each movement in a batch is a savepoint, and SQLite keeps a savepoint's undo pages
         # in a sub-journal: a temporary file by default, one pwrite per page each movement
         # touches. In memory that costs no syscall (measured at 16 concurrent requests:
@@ -94,11 +74,9 @@ class DatabaseThread:
             self._busy.release()
 
     def stop(self) -> None:
-        """Finish what is queued, then end the thread (and the checkpoints)."""
+        """Finish what is queued, then end the thread."""
         self._queue.put(None)
         self._thread.join()
-        if self._checkpointer is not None:
-            self._checkpointer.stop()
 
     # -- on the database thread ----------------------------------------------------------
     def _serve(self) -> None:
@@ -161,60 +139,6 @@ class DatabaseThread:
                 loop.call_soon_threadsafe(_resolve, results)
             except RuntimeError:  # that loop is closed: nobody is waiting any more
                 pass
-
-
-class Checkpointer:
-    """Copies the WAL back into the database file from a thread and connection of its own.
-
-    By default SQLite checkpoints inside the commit that grows the WAL past 1,000 pages: that
-    batch's requests wait for ~1,000 page copies and two fsyncs (at one connection that was
-    every ~100th request, and p99 7-8 ms instead of ~3.5). A PASSIVE checkpoint here never
-    blocks the writer, which keeps committing meanwhile; once a checkpoint has caught up, the
-    next commit starts the WAL over. A reader holding an old snapshot (a long report in
-    another process) can keep checkpoints from catching up, so the database thread keeps
-    SQLite's own trigger, at `BACKSTOP_PAGES`: the WAL cannot grow without bound."""
-
-    INTERVAL = 0.2  # seconds between looks at the WAL's size (a stat)
-
-    def __init__(self, path: str, pages: int) -> None:
-        self._wal = path + "-wal"
-        self._conn = sqlite3.connect(path, check_same_thread=False)
-        page_size = self._conn.execute("PRAGMA page_size").fetchone()[0]
-        self.threshold = pages * page_size  # bytes of WAL
-        self._seen: tuple[int, int] | None = None  # the WAL's (size, mtime) last caught up
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name="layers-wal", daemon=True)
-        self._thread.start()
-
-    @classmethod
-    def start(cls, db: Database, pages: int) -> Checkpointer | None:
-        """The checkpointer of ``db``'s file (None for a database in memory, or not in WAL
-        mode)."""
-        path = db.conn.execute("PRAGMA database_list").fetchone()[2]
-        mode = db.conn.execute("PRAGMA journal_mode").fetchone()[0]
-        return cls(path, pages) if path and mode == "wal" else None
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self._thread.join()
-        self._conn.close()
-
-    def _serve(self) -> None:
-        while not self._stopping.wait(self.INTERVAL):
-            try:
-                wal = os.stat(self._wal)
-                seen = (wal.st_size, wal.st_mtime_ns)
-                if wal.st_size >= self.threshold and seen != self._seen:
-                    _, frames, copied = self.checkpoint()
-                    self._seen = seen if copied == frames else None
-            except FileNotFoundError:
-                pass
-            except (OSError, sqlite3.Error) as exc:  # the next commit's backstop still works
-                _log.warning("WAL checkpoint failed: %s", exc)
-
-    def checkpoint(self) -> tuple[int, int, int]:
-        """(busy, frames in the WAL, frames copied), as SQLite reports them."""
-        return self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
 
 
 def _attempt(work: Callable[[], Any]) -> tuple[bool, Any]:

@@ -13,7 +13,7 @@ import pytest
 
 from layers_cli import ledger
 from layers_cli.db import immediate, open_db
-from layers_cli.dbthread import Checkpointer, DatabaseThread
+from layers_cli.dbthread import DatabaseThread
 from layers_cli.errors import DatabaseError, InsufficientCredits
 
 
@@ -127,31 +127,3 @@ def test_stop_finishes_queued_work(db):
 
     assert isinstance(asyncio.run(queue_then_stop()), ledger.Hold)
     assert ledger.balance(db).held == 1_000_000
-
-
-def test_checkpoints_run_beside_the_database_thread(tmp_path, monkeypatch):
-    """WAL pages reach the database file through the checkpointer's own connection (SQLite's
-    trigger on the commit path is only a backstop, set out of reach here), and the WAL starts
-    over instead of holding every commit."""
-    monkeypatch.setattr(Checkpointer, "INTERVAL", 0.01)
-    path = tmp_path / "wal.db"
-    db = open_db(path)
-    worker = DatabaseThread(db, checkpoint_pages=8, backstop_pages=1_000_000)
-    before = path.stat().st_size
-
-    async def commit_one_by_one() -> None:
-        for i in range(300):
-            await worker.run(ledger.topup, db, 1_000 + i)  # a commit each: 2+ WAL frames
-            if i % 20 == 19:
-                await asyncio.sleep(0.05)  # the checkpointer's turn
-
-    asyncio.run(commit_one_by_one())
-    worker.stop()
-    try:
-        assert path.stat().st_size > before  # the pages reached the database file
-        wal = path.with_name("wal.db-wal").stat().st_size
-        assert wal < 100 * 4096  # 300 commits × 2+ pages would be 2.4 MB and more
-        assert ledger.balance(db).available == sum(1_000 + i for i in range(300))
-        assert ledger.verify(db)["ok"]
-    finally:
-        db.close()
