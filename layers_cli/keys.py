@@ -126,6 +126,8 @@ def create_key(
 # A key's last use is its newest request row: the rollup's newest hour for the key (read
 # newest first along its hour-led index), then that hour's rows through `requests_created`.
 # The request path writes nothing to the key for it (`api_keys.last_used_at` is not kept).
+# The hour is looked up twice, as a scalar each time: joined instead, SQLite materialises the
+# subquery and sorts the whole rollup for every key.
 _NEWEST_HOUR = (
     "(SELECT u.hour FROM usage_rollup u WHERE u.key_id = k.id ORDER BY u.hour DESC LIMIT 1)"
 )
