@@ -19,15 +19,26 @@ WINDOW = 60.0
 
 @dataclass
 class _Window:
+    """A minute of one key's requests. Token counts sit beside their times, not in tuples:
+    a float and an int are no work for the garbage collector, a tuple per request (kept a
+    minute, thousands of them at load) was."""
+
     requests: deque[float] = field(default_factory=deque)
-    tokens: deque[tuple[float, int]] = field(default_factory=deque)
+    token_times: deque[float] = field(default_factory=deque)
+    token_counts: deque[int] = field(default_factory=deque)
     token_sum: int = 0
 
     def trim(self, now: float) -> None:
         while self.requests and self.requests[0] <= now - WINDOW:
             self.requests.popleft()
-        while self.tokens and self.tokens[0][0] <= now - WINDOW:
-            self.token_sum -= self.tokens.popleft()[1]
+        while self.token_times and self.token_times[0] <= now - WINDOW:
+            self.token_times.popleft()
+            self.token_sum -= self.token_counts.popleft()
+
+    def count_tokens(self, now: float, tokens: int) -> None:
+        self.token_times.append(now)
+        self.token_counts.append(tokens)
+        self.token_sum += tokens
 
 
 @dataclass(frozen=True)
@@ -48,6 +59,9 @@ class LimitState:
         }
 
 
+_UNLIMITED = LimitState(None, None, 0)
+
+
 class RateLimiter:
     def __init__(self, clock=time.monotonic) -> None:  # type: ignore[no-untyped-def]
         self._clock = clock
@@ -56,7 +70,9 @@ class RateLimiter:
     def admit(self, key_id: str, rpm: int | None, tpm: int | None, tokens: int) -> LimitState:
         """Count one request of ``tokens`` against the key, or raise 429 saying which limit."""
         now = self._clock()
-        window = self._windows.setdefault(key_id, _Window())
+        window = self._windows.get(key_id)
+        if window is None:
+            window = self._windows[key_id] = _Window()
         window.trim(now)
         if rpm is not None and len(window.requests) >= rpm:
             wait = window.requests[0] + WINDOW - now
@@ -74,8 +90,7 @@ class RateLimiter:
             wait = self._tokens_free_at(window, tpm - tokens) - now
             raise self._limited(f"{tpm} tokens per minute", wait, tpm, code="tokens_per_minute")
         window.requests.append(now)
-        window.tokens.append((now, tokens))
-        window.token_sum += tokens
+        window.count_tokens(now, tokens)
         return self._state(window, rpm, now)
 
     def adjust(self, key_id: str, estimated: int, actual: int) -> None:
@@ -83,12 +98,11 @@ class RateLimiter:
         window = self._windows.get(key_id)
         if window is None or actual == estimated:
             return
-        window.tokens.append((self._clock(), actual - estimated))
-        window.token_sum += actual - estimated
+        window.count_tokens(self._clock(), actual - estimated)
 
     def _tokens_free_at(self, window: _Window, allowed: int) -> float:
         total = window.token_sum
-        for stamp, count in window.tokens:
+        for stamp, count in zip(window.token_times, window.token_counts, strict=True):
             total -= count
             if total <= allowed:
                 return stamp + WINDOW
@@ -96,7 +110,7 @@ class RateLimiter:
 
     def _state(self, window: _Window, rpm: int | None, now: float) -> LimitState:
         if rpm is None:
-            return LimitState(None, None, 0)
+            return _UNLIMITED
         reset = math.ceil(window.requests[0] + WINDOW - now) if window.requests else 0
         return LimitState(rpm, rpm - len(window.requests), max(0, reset))
 

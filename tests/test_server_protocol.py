@@ -276,9 +276,14 @@ def test_a_bug_is_a_500_with_an_openai_body_and_a_request_id(tmp_path, options):
             assert headers["x-request-id"] == error["request_id"]
 
 
-def test_a_header_value_that_would_split_the_head_is_never_written(tmp_path):
+@pytest.mark.parametrize(
+    "value",
+    ["fine\r\nset-cookie: stolen=1", "fine\nset-cookie: stolen=1", "fine\rset-cookie: x", "a\x00b"],
+    ids=["crlf", "lf", "cr", "nul"],
+)
+def test_a_header_value_that_would_split_the_head_is_never_written(tmp_path, value):
     async def splitting(*args: object) -> tuple[dict, dict]:
-        return {"ok": True}, {"x-layers-note": "fine\r\nset-cookie: stolen=1"}
+        return {"ok": True}, {"x-layers-note": value}
 
     with embeddings_answered_by(tmp_path / "inject", splitting, UVICORN_OPTIONS) as (post, reader):
         post()

@@ -52,6 +52,7 @@ _DEFAULT_CONTEXT = {"language": 128_000, "image": 4_096, "embedding": 8_192}
 _DEFAULT_OUTPUT = 4_096
 _DEFAULT_MAX_OUTPUT = 16_384
 _NOT_FOUND_HINT = "Run `layers models list` to see every model."
+_RESOLVED_MAX = 1024
 
 
 def _key(model_id: str) -> str:
@@ -275,6 +276,7 @@ class Catalog:
         config_aliases = {_key(a): t for a, t in (aliases or {}).items()}
         self._index = _build_index(models, config_aliases)
         self._retired = {_key(k): v for k, v in (retired or {}).items()}
+        self._resolved: dict[str, ModelInfo] = {}  # see `resolve`
         # Each model lists exactly the aliases that resolve to it; replacements are canonical.
         owned: dict[str, list[str]] = {}
         for model in models.values():
@@ -321,7 +323,21 @@ class Catalog:
         A ``[retired]`` mapping in config.toml always wins ("serve X with Y"), also for ids the
         catalog does not know. Otherwise retired models raise `ModelRetired` (410) naming the
         end-of-life date and the replacement; deprecated and active models are served as is.
+
+        Every request resolves its id, and an app sends the same few: each id as sent is
+        answered from memory after its first lookup (the catalog never changes; failures are
+        not kept, and neither are more than `_RESOLVED_MAX` ids).
         """
+        known = self._resolved.get(model_id) if isinstance(model_id, str) else None
+        if known is not None:
+            return known
+        info = self._resolve(model_id)
+        if len(self._resolved) >= _RESOLVED_MAX:
+            self._resolved.clear()
+        self._resolved[model_id] = info
+        return info
+
+    def _resolve(self, model_id: str) -> ModelInfo:
         mapped = self._retired.get(_key(model_id)) if isinstance(model_id, str) else None
         info = self.get(mapped or model_id)
         for _ in range(len(self._retired) + 1):  # a chain can be no longer than the map

@@ -76,4 +76,22 @@ def register(app: typer.Typer) -> None:
             access_log=False,
             **UVICORN_OPTIONS,
         )
+        _tune_garbage_collector()
         uvicorn.Server(config).run()
+
+
+def _tune_garbage_collector() -> None:
+    """Set for a daemon that serves many small requests at once (issue 5, bench/README).
+
+    Everything built so far lives as long as the daemon: frozen, a full collection never
+    walks it again (~47k objects: each full pass took ~25 ms, a pause every request waiting
+    then shares). And the youngest objects are collected after 7,000 net allocations instead
+    of 700: at 16 requests in flight their live objects crossed 700 every ~40 requests, and
+    each pass (~0.2 ms) found them all still in use. Measured over ~11k requests at 16
+    connections: 137 ms of collections by default, none after this. Cyclic garbage waits a
+    little longer for its pass; the daemon makes almost none.
+    """
+    import gc
+
+    gc.freeze()
+    gc.set_threshold(7_000, 10, 10)

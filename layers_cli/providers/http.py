@@ -261,6 +261,7 @@ class HTTPClient:
         self._pool: _Pool | None = None
         self._origins: dict[str, tuple[_Origin, str]] = {}
         self._urls: dict[str, tuple[_Origin, str]] = {}  # a gateway calls a few URLs over and over
+        self._heads: dict[tuple[Any, ...], tuple[bytes, bytes]] = {}  # see `_head`
 
     def _proxy(self, url: str) -> str | None:
         """The proxy used for this URL's origin, as host:port (None: direct)."""
@@ -300,6 +301,27 @@ class HTTPClient:
         headers: Mapping[str, str] | None,
         body: bytes | None,
     ) -> bytes:
+        """The request head. A gateway sends the same few heads over and over (one per
+        upstream route), so each is built and checked once, around its content-length."""
+        key = (method, origin.key, target, tuple(headers.items()) if headers else (), body is None)
+        parts = self._heads.get(key)
+        if parts is None:
+            if len(self._heads) >= MAX_REMEMBERED_URLS:
+                self._heads.clear()
+            parts = self._heads[key] = self._head_parts(method, origin, target, headers, body)
+        if body is None:
+            return parts[0] + parts[1]
+        return b"%scontent-length: %d\r\n%s" % (parts[0], len(body), parts[1])
+
+    def _head_parts(
+        self,
+        method: str,
+        origin: _Origin,
+        target: str,
+        headers: Mapping[str, str] | None,
+        body: bytes | None,
+    ) -> tuple[bytes, bytes]:
+        """The head before and after its content-length line (which only a body has)."""
         if origin.proxy is not None and not origin.tls:
             target = f"http://{origin.host_header}{target}"  # absolute form, for the proxy
         lines = [f"{method} {target} HTTP/1.1", f"host: {origin.host_header}"]
@@ -308,19 +330,19 @@ class HTTPClient:
             if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
                 raise TransportError(f"The header {name!r} contains a line break.")
             lines.append(f"{name}: {value}")
-        if body is not None:
-            lines.append(f"content-length: {len(body)}")
-            if "content-type" not in given:
-                lines.append("content-type: application/json")
+        before, lines = lines, []
+        if body is not None and "content-type" not in given:
+            lines.append("content-type: application/json")
         if "accept-encoding" not in given:
             lines.append("accept-encoding: gzip, deflate")
         if "user-agent" not in given:
             lines.append(f"user-agent: layers/{__version__}")
         if origin.proxy_auth and not origin.tls:
             lines.append(f"proxy-authorization: {origin.proxy_auth}")
-        head = "\r\n".join(lines) + "\r\n\r\n"
+        before.append("")
+        lines.append("\r\n")
         try:
-            return head.encode("latin-1")
+            return "\r\n".join(before).encode("latin-1"), "\r\n".join(lines).encode("latin-1")
         except UnicodeEncodeError as exc:
             raise TransportError("Header values must be Latin-1 text.") from exc
 
