@@ -76,6 +76,15 @@ def balance_available(conn: sqlite3.Connection) -> int:
     return conn.execute("SELECT entries_micro - held_micro FROM account WHERE id = 1").fetchone()[0]
 
 
+# Why the ledger's and the request log's inserts say OR FAIL: with SQLite's default (ABORT),
+# a statement that writes through a trigger inside an open transaction keeps a statement
+# journal, so that a constraint failing halfway can undo just that statement: ~22k
+# instructions per settlement, 7% of the database thread (bench/instructions.py, one
+# connection). Every write here runs inside a movement that is all or nothing on its own
+# (`db.immediate`: a transaction, or a savepoint in a batch), and a movement that raises is
+# undone whole, so that journal protected nothing. FAIL leaves what the failing statement
+# had written until that rollback. The one failure a movement carries on from, a charge
+# written before (`_charge_once`), is found before anything is written.
 def _insert_entry(
     conn: sqlite3.Connection,
     kind: str,
@@ -89,7 +98,7 @@ def _insert_entry(
     """The entry row; its trigger (migration m003) moves ``account.entries_micro`` and, for a
     charge, what its key and project have spent."""
     conn.execute(
-        "INSERT INTO ledger_entries (created_at, kind, amount_micro, request_id, key_id,"
+        "INSERT OR FAIL INTO ledger_entries (created_at, kind, amount_micro, request_id, key_id,"
         " project_id, note) VALUES (?, ?, ?, ?, ?, ?, ?)",
         (now_iso(), kind, amount, request_id, key_id, project_id, note),
     )
@@ -368,7 +377,9 @@ def _charge_once(conn: sqlite3.Connection, h: Hold, actual: int) -> int | None:
             key_id=h.key_id,
             project_id=h.project_id,
         )
-    except sqlite3.IntegrityError:  # the entry's (request_id, kind) is unique
+    except sqlite3.IntegrityError as exc:  # the entry's (request_id, kind) is unique
+        if exc.sqlite_errorname != "SQLITE_CONSTRAINT_UNIQUE":
+            raise  # the movement is undone: nothing else is carried on from (OR FAIL, above)
         return conn.execute(
             "SELECT -amount_micro FROM ledger_entries WHERE request_id = ? AND kind = 'charge'",
             (h.request_id,),

@@ -127,13 +127,14 @@ class RequestRow:
 def insert(conn: sqlite3.Connection, row: RequestRow) -> None:
     """Only the columns with a value are named, the others take their default: a NULL
     parameter costs sqlite3 an adapter lookup, and a row leaves about a third of the columns
-    empty. One statement per set of columns (a few: a success, an error, a stream)."""
+    empty. One statement per set of columns (a few: a success, an error, a stream).
+    ``OR FAIL`` as in `ledger._insert_entry`: it runs inside a movement, undone whole."""
     data = row.values()
     columns = tuple(data)
     sql = _INSERTS.get(columns)
     if sql is None:
         sql = _INSERTS[columns] = (
-            f"INSERT INTO requests ({', '.join(columns)})"
+            f"INSERT OR FAIL INTO requests ({', '.join(columns)})"
             f" VALUES ({', '.join('?' * len(columns))}){_ON_CONFLICT}"
         )
     conn.execute(sql, tuple(data.values()))

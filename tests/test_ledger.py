@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -11,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from layers_cli import ledger
-from layers_cli.db import open_db
+from layers_cli import ledger, requestlog
+from layers_cli.db import immediate, open_db
 from layers_cli.errors import BudgetExceeded, InsufficientCredits, InvalidRequest
 
 
@@ -121,6 +122,51 @@ def test_any_writer_of_an_entry_moves_the_totals(db):
     assert spent == (3_500, 3_500)  # a refund is not negative spending
     assert ledger.balance(db) == ledger.Balance(entries=6_700, held=0)
     assert ledger.verify(db)["ok"]
+
+
+@pytest.mark.parametrize("in_batch", [False, True], ids=["own-transaction", "savepoint"])
+def test_a_charge_that_fails_halfway_leaves_nothing_behind(db, in_batch):
+    """Entries and request rows are written OR FAIL (no statement journal): what a failing
+    insert wrote before it failed is undone with its movement, alone or inside the daemon's
+    batch. A trigger made to fail (FAIL: keeping what was written) after the entry and its
+    totals are written shows it."""
+    db.conn.execute("INSERT INTO projects (id, name, created_at) VALUES (1, 'p', 'now')")
+    db.conn.execute(
+        "INSERT INTO api_keys (id, project_id, kind, prefix, hash, created_at)"
+        " VALUES ('key_1', 1, 'live', 'lyr_live_x', 'h', 'now')"
+    )
+    db.conn.commit()
+    ledger.topup(db, 10_000)
+    h = ledger.hold(db, 4_000, "r1", key_id="key_1", project_id=1)
+    row = requestlog.RequestRow(id="r1", created_at="2026-12-01T00:00:00.000Z", endpoint="chat")
+    with db.conn:
+        db.conn.execute(
+            "CREATE TRIGGER refuse_charges AFTER INSERT ON ledger_entries"
+            " WHEN NEW.kind = 'charge' BEGIN SELECT RAISE(FAIL, 'refused by the test'); END"
+        )
+
+    def settle() -> None:
+        ledger.settle(db, h, 3_000, also=lambda conn: requestlog.insert(conn, row))
+
+    if in_batch:
+        with immediate(db) as conn:  # the movement below is a savepoint in it
+            conn.execute("INSERT INTO projects (id, name, created_at) VALUES (2, 'q', 'now')")
+            with pytest.raises(sqlite3.IntegrityError, match="refused by the test"):
+                settle()
+    else:
+        with pytest.raises(sqlite3.IntegrityError, match="refused by the test"):
+            settle()
+    with db.conn:
+        db.conn.execute("DROP TRIGGER refuse_charges")
+    assert ledger.balance(db) == ledger.Balance(entries=10_000, held=4_000)
+    assert [r["kind"] for r in ledger.history(db)] == ["topup"]
+    assert db.conn.execute("SELECT count(*) FROM requests").fetchone()[0] == 0
+    spent = db.conn.execute("SELECT spent_micro FROM api_keys").fetchone()[0]
+    assert spent == 0
+    projects = db.conn.execute("SELECT count(*) FROM projects").fetchone()[0]
+    assert projects == (2 if in_batch else 1)  # the batch's other work still commits
+    assert ledger.verify(db)["ok"]
+    assert ledger.settle(db, h, 3_000) == 3_000  # and the hold can still be settled
 
 
 @pytest.mark.parametrize("threads,afford", [(32, 7)])
