@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from operator import methodcaller
 from typing import Any
 
 from ..errors import InvalidRequest, LayersError, ProviderError
@@ -25,7 +24,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Handler = Callable[[Scope, Receive], Awaitable[ASGIApp]]
 
 _log = logging.getLogger("uvicorn.error")  # where the server logs its own failures
-_latin1 = methodcaller("encode", "latin-1")
 
 
 class JSON:
@@ -39,11 +37,10 @@ class JSON:
     ) -> None:
         self.status_code = status_code
         self.body = dumps(content)
-        given = headers or {}
-        # (lower-cased, Latin-1) names and values, mapped in C: every response pays for this
-        names = map(_latin1, map(str.lower, given))
-        raw = list(zip(names, map(_latin1, given.values()), strict=True))
-        raw.append((b"content-length", b"%d" % len(self.body)))
+        raw = [
+            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()
+        ]
+        raw.append((b"content-length", str(len(self.body)).encode("latin-1")))
         raw.append((b"content-type", b"application/json"))
         self.raw_headers = raw
 

@@ -31,11 +31,9 @@ if TYPE_CHECKING:
     from .asgi import Endpoint
 
 _HEAD = b"HTTP/1.1 "  # how uvicorn's status lines start
-_HEADER_LINE = b"%s: %s\r\n".__mod__  # (name, value) → its line, mapped in C over a head
-# every byte a head's header lines may carry: no control character but tab, and the CR LF
-# that ends each line (counted: one more CR or LF means a value would split the head);
-# `bytes.translate` deleting these leaves only what must not be written
-_SAFE_LINE_BYTES = bytes(b for b in range(256) if b in (9, 10, 13) or 32 <= b != 127)
+# every byte a header value may carry: not the control characters (CR and LF would split the
+# head), tab aside; `bytes.translate` deleting these leaves only what must not be written
+_SAFE_VALUE_BYTES = bytes(b for b in range(256) if b == 9 or 32 <= b != 127)
 _log = logging.getLogger("uvicorn.error")
 
 
@@ -153,18 +151,15 @@ class HotCycle:
             self.on_response = _nothing
 
     def _head(self, status: int, headers: list[tuple[bytes, bytes]]) -> list[bytes]:
-        defaults = self.protocol.server_state.default_headers
-        lines = b"".join(map(_HEADER_LINE, defaults)) + b"".join(map(_HEADER_LINE, headers))
-        count = len(defaults) + len(headers)
-        if (
-            lines.translate(None, _SAFE_LINE_BYTES)
-            or lines.count(b"\n") != count
-            or lines.count(b"\r") != count
-        ):
+        out = [STATUS_LINE[status]]
+        for name, value in self.protocol.server_state.default_headers:
+            out += (name, b": ", value, b"\r\n")
+        for name, value in headers:
+            out += (name, b": ", value, b"\r\n")
+        if b"".join(out[3::4]).translate(None, _SAFE_VALUE_BYTES):  # the values, joined
             raise RuntimeError("Invalid HTTP header value.")  # (answered with a 500)
         self.response_started = True
         self.waiting_for_100_continue = False
-        out = [STATUS_LINE[status], lines]
         if not self.keep_alive:
             out.append(b"connection: close\r\n")
         return out
