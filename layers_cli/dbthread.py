@@ -37,10 +37,16 @@ _Item = tuple[Callable[[], Any], "asyncio.Future[Any]", asyncio.AbstractEventLoo
 
 class DatabaseThread:
     def __init__(
-        self, db: Database, before_batch: Callable[[Database], None] | None = None
+        self,
+        db: Database,
+        before_batch: Callable[[Database], None] | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self.db = db
         self._before_batch = before_batch
+        # The loop every `submit` comes from, when there is one: Python 3.11's
+        # `asyncio.get_running_loop` makes a getpid syscall each time it is asked.
+        self._loop = loop
         # Each movement in a batch is a savepoint, and SQLite keeps a savepoint's undo pages
         # in a sub-journal: a temporary file by default, one pwrite per page each movement
         # touches. In memory that costs no syscall (measured at 16 concurrent requests:
@@ -58,7 +64,7 @@ class DatabaseThread:
     def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> asyncio.Future[T]:
         """Queue ``fn(*args, **kwargs)``; the future (of the running loop) resolves after
         the commit. Not awaiting it at once lets the caller do other work meanwhile."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop or asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._queue.put((partial(fn, *args, **kwargs), future, loop))
         return future

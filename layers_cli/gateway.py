@@ -103,6 +103,7 @@ class Gateway:
         self.http: HTTPClient | None = None
         self.retry_base_delay = 0.25
         self._db_thread: DatabaseThread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # set by `start`
         self.known_keys = RememberedKeys()
         self._checked_in_step = False  # see `remembered`
         self.holds = Holds(self.submit, self.known_keys)
@@ -110,7 +111,10 @@ class Gateway:
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> list[ledger.Hold]:
         self.http = HTTPClient(timeout=self.settings.upstream_timeout, max_connections=200)
-        self._db_thread = DatabaseThread(self.layers.db, before_batch=self._seen_elsewhere)
+        self._loop = asyncio.get_running_loop()  # (asking for it again costs a syscall)
+        self._db_thread = DatabaseThread(
+            self.layers.db, before_batch=self._seen_elsewhere, loop=self._loop
+        )
         recovered = await self.db(ledger.recover)
         await self.holds.open()
         return recovered
@@ -158,7 +162,7 @@ class Gateway:
         assert self._db_thread is not None, "Gateway.start() opens the database thread"
         if not self._checked_in_step and self._db_thread.try_now(self._seen_elsewhere):
             self._checked_in_step = True
-            asyncio.get_running_loop().call_soon(self._step_over)
+            self._loop.call_soon(self._step_over)
         return self.known_keys.get(authorization)
 
     def _step_over(self) -> None:
