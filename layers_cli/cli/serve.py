@@ -88,7 +88,7 @@ def _tune_garbage_collector() -> None:
     then shares). And the youngest objects are collected after 7,000 net allocations instead
     of 700: at 16 requests in flight their live objects crossed 700 every ~40 requests, and
     each pass (~0.2 ms) found them all still in use. Measured over ~11k requests at 16
-    connections: 137 ms of collections by default, none after this. Cyclic garbage waits a
+    connections: 137 ms of collections by default, not one pass with this. Cyclic garbage waits a
     little longer for its pass; the daemon makes almost none.
     """
     import gc
