@@ -99,15 +99,20 @@ def test_budget_of_a_key_is_enforced(db):
     assert "project budget of p" in err.value.message
 
 
-def test_any_writer_of_an_entry_moves_the_totals(db):
-    """The account's entries and a charge's key and project spending are kept by a trigger
-    (migration m003): an entry written by hand moves them like one written by the ledger."""
+def _project_and_key(db):
+    """Project 1 and its key ``key_1``, written by hand (the ledger only names them)."""
     db.conn.execute("INSERT INTO projects (id, name, created_at) VALUES (1, 'p', 'now')")
     db.conn.execute(
         "INSERT INTO api_keys (id, project_id, kind, prefix, hash, created_at)"
         " VALUES ('key_1', 1, 'live', 'lyr_live_x', 'h', 'now')"
     )
     db.conn.commit()
+
+
+def test_any_writer_of_an_entry_moves_the_totals(db):
+    """The account's entries and a charge's key and project spending are kept by a trigger
+    (migration m003): an entry written by hand moves them like one written by the ledger."""
+    _project_and_key(db)
     ledger.topup(db, 10_000)
     h = ledger.hold(db, 4_000, "r1", key_id="key_1", project_id=1)
     ledger.settle(db, h, 3_000)
@@ -130,12 +135,7 @@ def test_a_charge_that_fails_halfway_leaves_nothing_behind(db, in_batch):
     insert wrote before it failed is undone with its movement, alone or inside the daemon's
     batch. A trigger made to fail (FAIL: keeping what was written) after the entry and its
     totals are written shows it."""
-    db.conn.execute("INSERT INTO projects (id, name, created_at) VALUES (1, 'p', 'now')")
-    db.conn.execute(
-        "INSERT INTO api_keys (id, project_id, kind, prefix, hash, created_at)"
-        " VALUES ('key_1', 1, 'live', 'lyr_live_x', 'h', 'now')"
-    )
-    db.conn.commit()
+    _project_and_key(db)
     ledger.topup(db, 10_000)
     h = ledger.hold(db, 4_000, "r1", key_id="key_1", project_id=1)
     row = requestlog.RequestRow(id="r1", created_at="2026-12-01T00:00:00.000Z", endpoint="chat")

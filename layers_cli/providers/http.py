@@ -237,6 +237,35 @@ class _Pool:
         self.busy.clear()
 
 
+def _head_parts(
+    method: str, origin: _Origin, target: str, headers: Mapping[str, str] | None, has_body: bool
+) -> tuple[bytes, bytes]:
+    """The head before and after its content-length line (which only a body has)."""
+    if origin.proxy is not None and not origin.tls:
+        target = f"http://{origin.host_header}{target}"  # absolute form, for the proxy
+    lines = [f"{method} {target} HTTP/1.1", f"host: {origin.host_header}"]
+    given = {k.lower() for k in headers} if headers else set()
+    for name, value in (headers or {}).items():
+        if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
+            raise TransportError(f"The header {name!r} contains a line break.")
+        lines.append(f"{name}: {value}")
+    before, lines = lines, []
+    if has_body and "content-type" not in given:
+        lines.append("content-type: application/json")
+    if "accept-encoding" not in given:
+        lines.append("accept-encoding: gzip, deflate")
+    if "user-agent" not in given:
+        lines.append(f"user-agent: layers/{__version__}")
+    if origin.proxy_auth and not origin.tls:
+        lines.append(f"proxy-authorization: {origin.proxy_auth}")
+    before.append("")
+    lines.append("\r\n")
+    try:
+        return "\r\n".join(before).encode("latin-1"), "\r\n".join(lines).encode("latin-1")
+    except UnicodeEncodeError as exc:
+        raise TransportError("Header values must be Latin-1 text.") from exc
+
+
 class _mapped_errors:
     """The connection's own exceptions → `TransportTimeout` / `TransportError`."""
 
@@ -308,43 +337,12 @@ class HTTPClient:
         if parts is None:
             if len(self._heads) >= MAX_REMEMBERED_URLS:
                 self._heads.clear()
-            parts = self._heads[key] = self._head_parts(method, origin, target, headers, body)
+            parts = self._heads[key] = _head_parts(
+                method, origin, target, headers, body is not None
+            )
         if body is None:
             return parts[0] + parts[1]
         return b"%scontent-length: %d\r\n%s" % (parts[0], len(body), parts[1])
-
-    def _head_parts(
-        self,
-        method: str,
-        origin: _Origin,
-        target: str,
-        headers: Mapping[str, str] | None,
-        body: bytes | None,
-    ) -> tuple[bytes, bytes]:
-        """The head before and after its content-length line (which only a body has)."""
-        if origin.proxy is not None and not origin.tls:
-            target = f"http://{origin.host_header}{target}"  # absolute form, for the proxy
-        lines = [f"{method} {target} HTTP/1.1", f"host: {origin.host_header}"]
-        given = {k.lower() for k in headers} if headers else set()
-        for name, value in (headers or {}).items():
-            if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
-                raise TransportError(f"The header {name!r} contains a line break.")
-            lines.append(f"{name}: {value}")
-        before, lines = lines, []
-        if body is not None and "content-type" not in given:
-            lines.append("content-type: application/json")
-        if "accept-encoding" not in given:
-            lines.append("accept-encoding: gzip, deflate")
-        if "user-agent" not in given:
-            lines.append(f"user-agent: layers/{__version__}")
-        if origin.proxy_auth and not origin.tls:
-            lines.append(f"proxy-authorization: {origin.proxy_auth}")
-        before.append("")
-        lines.append("\r\n")
-        try:
-            return "\r\n".join(before).encode("latin-1"), "\r\n".join(lines).encode("latin-1")
-        except UnicodeEncodeError as exc:
-            raise TransportError("Header values must be Latin-1 text.") from exc
 
     async def _send(
         self,
