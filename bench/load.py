@@ -42,6 +42,23 @@ end
 """
 
 
+def _cpu_ticks() -> tuple[int, int] | None:
+    """(steal, all) clock ticks of every CPU so far, from Linux's /proc/stat (None elsewhere):
+    time the hypervisor gave this VM's CPUs to someone else."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(x) for x in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return (fields[7], sum(fields[:8])) if len(fields) >= 8 else None
+
+
+def _steal_pct(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return 100 * (after[0] - before[0]) / (after[1] - before[1])
+
+
 def _lua_string(text: str) -> str:
     """A Lua string literal (JSON escaping is a subset of what Lua accepts)."""
     return json.dumps(text)
@@ -68,7 +85,9 @@ def run_wrk(
         *pin, wrk, f"-t{min(threads, connections)}", f"-c{connections}",
         f"-d{max(1, round(seconds))}s", "--timeout", "10s", "-s", str(script), url,
     ]  # fmt: skip
+    before = _cpu_ticks()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+    after = _cpu_ticks()
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("WRKJSON ")), None)
     if proc.returncode != 0 or line is None:
         raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stderr or proc.stdout}")
@@ -84,6 +103,7 @@ def run_wrk(
         "mean_ms": raw["mean_us"] / 1000,
         "max_ms": raw["max_us"] / 1000,
         "errors": errors,
+        "steal_pct": _steal_pct(before, after),
         "non_2xx": raw["status"],
         "socket_errors": {k: raw[k] for k in ("connect", "read", "write", "timeout")},
     }

@@ -731,27 +731,33 @@ def _rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
 
 def _round_lines(raw: dict[str, Any]) -> list[str]:
     """Each round of the two figures the medians miss most often, beside the floor of the
-    same round: on a shared VM a slow phase slows even the byte-copying floor (its c=1 p50
-    has moved from 0.36 to 1.06 ms within one run), and the reader should see that."""
+    same round and the CPU time the hypervisor stole during the Layers run (Linux): on a
+    shared VM a slow phase slows even the byte-copying floor (its c=1 p50 has moved from 0.36
+    to 1.06 ms within one run), and the reader should see that."""
     whole = raw["whole"]
     lines = []
     if "16" in whole["layers"] or 16 in whole["layers"]:
         c16 = "16" if "16" in whole["layers"] else 16
         cells = [
-            f"{lay['rps']:,.0f} ({100 * lay['rps'] / d['rps']:.1f}%)"
+            f"{lay['rps']:,.0f} ({100 * lay['rps'] / d['rps']:.1f}%{_steal(lay)})"
             for d, lay in zip(whole["direct"][c16], whole["layers"][c16], strict=True)
         ]
-        lines.append("rounds, whole c=16 req/s (% of direct): " + " / ".join(cells))
+        lines.append("rounds, whole c=16 req/s (% of direct, steal): " + " / ".join(cells))
     if "1" in whole["layers"] or 1 in whole["layers"]:
         c1 = "1" if "1" in whole["layers"] else 1
         cells = [
-            f"{lay['p50_ms'] - d['p50_ms']:+.2f} (floor {f['p50_ms']:.2f})"
+            f"{lay['p50_ms'] - d['p50_ms']:+.2f} (floor {f['p50_ms']:.2f}{_steal(lay)})"
             for d, lay, f in zip(
                 whole["direct"][c1], whole["layers"][c1], whole["floor"][c1], strict=True
             )
         ]
-        lines.append("rounds, whole c=1 added p50 ms (floor p50): " + " / ".join(cells))
+        lines.append("rounds, whole c=1 added p50 ms (floor p50, steal): " + " / ".join(cells))
     return lines
+
+
+def _steal(run: dict[str, Any]) -> str:
+    steal = run.get("steal_pct")
+    return "" if steal is None else f", steal {steal:.0f}%"
 
 
 def render(report: dict[str, Any]) -> str:
