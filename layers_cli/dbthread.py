@@ -19,11 +19,12 @@ import asyncio
 import queue
 import sqlite3
 import threading
+import traceback
 from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .errors import DatabaseError
+from .errors import DatabaseError, LayersError
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
@@ -151,7 +152,28 @@ def _attempt(work: Callable[[], Any]) -> tuple[bool, Any]:
     try:
         return True, work()
     except BaseException as exc:  # handed to the awaiting coroutine, raised there
-        return False, exc
+        return False, _without_this_threads_frames(exc)
+
+
+def _without_this_threads_frames(exc: BaseException) -> BaseException:
+    """The exception, and those chained to it, without their tracebacks on this thread.
+
+    A frame in such a traceback leads (by ``f_back``) to `_execute`'s, which holds the batch:
+    the futures and outcomes that hold the exception. That cycle kept the awaiting request's
+    frames, and its body, alive until the garbage collector ran, which in the daemon is
+    rarely (`cli/serve.py`); every 401, 402 and 403 is refused here. What went wrong where is
+    kept as a note for anything but a refusal (`LayersError`), whose place is known."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if current.__traceback__ is not None:
+            if not isinstance(current, LayersError):
+                trace = "".join(traceback.format_tb(current.__traceback__))
+                current.add_note("On the database thread:\n" + trace.rstrip())
+            current.__traceback__ = None
+        current = current.__cause__ or current.__context__
+    return exc
 
 
 def _resolve(results: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:

@@ -51,6 +51,13 @@ T = TypeVar("T")
 
 _ids = random.Random(secrets.randbits(128))
 
+# _NO_CYCLE: a frame that raises an exception it holds in a local makes a reference cycle
+# (exception → traceback → frame → exception). Only the garbage collector frees one, and with
+# it every frame of the request, its body included; the daemon's collector runs rarely
+# (`cli/serve.py`). Measured before this: 300 refused requests of 1 MB each took the daemon
+# from 51 to 213 MB. So those locals are deleted as the exception leaves (as Python does for
+# `except ... as name`).
+
 
 def new_request_id() -> str:
     """``req_`` + the time in milliseconds (12 hex) + 48 random bits (12 hex).
@@ -237,10 +244,13 @@ class Gateway:
         pending, ctx.pending_hold = ctx.pending_hold, None
         if pending is None:
             return
-        if pending.done():  # usually, by the time the upstream answered
-            pending.result()
-            return
-        await asyncio.shield(pending)
+        try:
+            if pending.done():  # usually, by the time the upstream answered
+                pending.result()
+                return
+            await asyncio.shield(pending)
+        finally:
+            del pending  # it holds the refusal raised here: see `_NO_CYCLE`
 
     async def with_retries(
         self,
@@ -281,7 +291,10 @@ class Gateway:
             if last is not None and not last.retryable:
                 break
         assert last is not None
-        raise last
+        try:
+            raise last
+        finally:
+            del last  # see `_NO_CYCLE`
 
     def layers_object(
         self, ctx: Ctx, credits_micro: int, balance_micro: int, estimated: bool = False
@@ -369,6 +382,8 @@ class Gateway:
             except Exception:  # refused (or lost with its batch): a hold row never was
                 if hold is not None and hold.backing == "row":
                     hold = None
+            finally:
+                del pending  # see `_NO_CYCLE`
         row = self._row(
             ctx,
             status="error",
@@ -392,9 +407,12 @@ class Gateway:
         except LayersError as exc:
             refusal = await self._key_refusal_first(ctx, exc)
             await self.fail(ctx, refusal)
-            if refusal is exc:
-                raise
-            raise refusal from None
+            try:
+                if refusal is exc:
+                    raise
+                raise refusal from None
+            finally:
+                del refusal  # see `_NO_CYCLE`
         except Exception as exc:
             error = LayersError(
                 f"Internal error in Layers ({exc.__class__.__name__}); request {ctx.request_id}"
@@ -402,7 +420,10 @@ class Gateway:
                 hint="Run `layers requests show " + ctx.request_id + "` for details.",
             )
             await self.fail(ctx, error, detail=f"{exc.__class__.__name__}: {exc}")
-            raise error from exc
+            try:
+                raise error from exc
+            finally:
+                del error  # see `_NO_CYCLE`
 
     async def _key_refusal_first(self, ctx: Ctx, exc: LayersError) -> LayersError:
         """A request admitted on a remembered key and then refused for another reason is
