@@ -164,15 +164,18 @@ def _without_this_threads_frames(exc: BaseException) -> BaseException:
     rarely (`cli/serve.py`); every 401, 402 and 403 is refused here. What went wrong where is
     kept as a note for anything but a refusal (`LayersError`), whose place is known."""
     seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
+    chained: list[BaseException | None] = [exc]
+    while chained:
+        current = chained.pop()
+        if current is None or id(current) in seen:
+            continue
         seen.add(id(current))
         if current.__traceback__ is not None:
             if not isinstance(current, LayersError):
                 trace = "".join(traceback.format_tb(current.__traceback__))
                 current.add_note("On the database thread:\n" + trace.rstrip())
             current.__traceback__ = None
-        current = current.__cause__ or current.__context__
+        chained += (current.__cause__, current.__context__)
     return exc
 
 
