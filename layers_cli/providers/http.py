@@ -243,25 +243,26 @@ def _head_parts(
     """The head before and after its content-length line (which only a body has)."""
     if origin.proxy is not None and not origin.tls:
         target = f"http://{origin.host_header}{target}"  # absolute form, for the proxy
-    lines = [f"{method} {target} HTTP/1.1", f"host: {origin.host_header}"]
+    before = [f"{method} {target} HTTP/1.1", f"host: {origin.host_header}"]
     given = {k.lower() for k in headers} if headers else set()
     for name, value in (headers or {}).items():
         if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
             raise TransportError(f"The header {name!r} contains a line break.")
-        lines.append(f"{name}: {value}")
-    before, lines = lines, []
+        before.append(f"{name}: {value}")
+    after = []
     if has_body and "content-type" not in given:
-        lines.append("content-type: application/json")
+        after.append("content-type: application/json")
     if "accept-encoding" not in given:
-        lines.append("accept-encoding: gzip, deflate")
+        after.append("accept-encoding: gzip, deflate")
     if "user-agent" not in given:
-        lines.append(f"user-agent: layers/{__version__}")
+        after.append(f"user-agent: layers/{__version__}")
     if origin.proxy_auth and not origin.tls:
-        lines.append(f"proxy-authorization: {origin.proxy_auth}")
-    before.append("")
-    lines.append("\r\n")
+        after.append(f"proxy-authorization: {origin.proxy_auth}")
     try:
-        return "\r\n".join(before).encode("latin-1"), "\r\n".join(lines).encode("latin-1")
+        return (
+            "".join(f"{line}\r\n" for line in before).encode("latin-1"),
+            "".join(f"{line}\r\n" for line in [*after, ""]).encode("latin-1"),  # then a blank line
+        )
     except UnicodeEncodeError as exc:
         raise TransportError("Header values must be Latin-1 text.") from exc
 

@@ -288,6 +288,7 @@ class LayersHttpProtocol(HttpToolsProtocol):
         existing = self.cycle
         self.cycle = cycle = HotCycle(self, keep_alive)  # type: ignore[assignment]
         if existing is None or existing.response_complete:
+            # (what uvicorn's `_start_asgi_task` does; releases before 0.3x have none)
             task = self.loop.create_task(cycle.run_asgi(endpoint))
             task.add_done_callback(self.tasks.discard)
             self.tasks.add(task)  # graceful shutdown waits for it
