@@ -87,6 +87,24 @@ def test_a_head_leaves_with_its_body_and_later_events_with_their_step():
     assert len(asyncio.run(go())) == 6  # nothing written twice, nothing after close
 
 
+def test_a_response_written_soon_leaves_at_the_end_of_its_step_in_order():
+    async def go() -> RecordingTransport:
+        real = RecordingTransport()
+        transport = CoalescingTransport(real, asyncio.get_running_loop())  # type: ignore[arg-type]
+        transport.write_soon(HEAD + b"hi")
+        assert real.writes == []  # other requests' writes of this step can join it
+        await asyncio.sleep(0)
+        assert real.writes == [HEAD + b"hi"]
+        transport.write_soon(HEAD + b"a1")  # pipelined answers keep their order
+        transport.write_soon(HEAD + b"b2")
+        transport.close()  # flushes first
+        assert real.writes[-1] == HEAD + b"a1" + HEAD + b"b2" and real.closed
+        await asyncio.sleep(0)
+        return real
+
+    assert len(asyncio.run(go()).writes) == 2  # nothing written twice
+
+
 # -- the hot endpoints over raw sockets --------------------------------------------------------
 
 CHAT = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}
@@ -182,6 +200,24 @@ def test_pipelined_requests_are_answered_in_order_and_each_charged_once(gw):
     ids = [headers["x-request-id"] for _, headers, _ in answers]
     assert len(set(ids)) == 3
     assert json.loads(answers[1][2])["usage"]["completion_tokens"] <= 5
+    assert before - gw.balance_micro() == charged(gw, ids) > 0
+
+
+def test_concurrent_requests_on_their_own_connections_each_get_their_own_answer(gw):
+    """Answers written while other requests are under way wait for the end of their
+    event-loop step (`HotCycle._write_whole`); none is lost, mixed up or charged twice."""
+    before = gw.balance_micro()
+    connections = [connect(gw) for _ in range(8)]
+    for n, (sock, _) in enumerate(connections):
+        sock.sendall(request(gw, {**CHAT, "max_tokens": 5 + n}))
+    answers = [reader.response() for _, reader in connections]
+    for sock, _ in connections:
+        sock.close()
+    assert [status for status, _, _ in answers] == [200] * 8
+    ids = [headers["x-request-id"] for _, headers, _ in answers]
+    bodies = [json.loads(body) for _, _, body in answers]
+    assert [b["layers"]["request_id"] for b in bodies] == ids and len(set(ids)) == 8
+    assert all(b["usage"]["completion_tokens"] <= 5 + n for n, b in enumerate(bodies))
     assert before - gw.balance_micro() == charged(gw, ids) > 0
 
 

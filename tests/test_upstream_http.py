@@ -303,6 +303,21 @@ def test_bodies_params_and_headers_are_sent_and_line_breaks_refused(base):
     assert echoed["content_type"] == "application/json" and echoed["x_test"] == "yes"
 
 
+def test_concurrent_requests_each_get_their_own_answer(base):
+    """With other exchanges under way, a request is written at the end of the event-loop
+    step (`Connection._write_soon`): each still goes out whole, on its own connection."""
+
+    async def go() -> list[object]:
+        async with HTTPClient() as http:
+            answers = await asyncio.gather(
+                *(http.request("POST", base + "/echo", json={"i": i}) for i in range(20))
+            )
+            again = await http.request("POST", base + "/echo", json={"i": "alone"})
+            return [json.loads(a.json()["body"])["i"] for a in (*answers, again)]
+
+    assert run(go()) == [*range(20), "alone"]
+
+
 def test_a_get_follows_redirects_and_a_post_does_not(base):
     async def go():
         async with HTTPClient() as http:

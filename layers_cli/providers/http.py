@@ -374,7 +374,8 @@ class HTTPClient:
                 fresh = conn is None
                 if conn is None:
                     conn = await pool.connect(origin, limit)
-                exchange = conn.send(data, limit)
+                # another exchange under way: this write can join the step's others
+                exchange = conn.send(data, limit, soon=len(pool.busy) > 1)
                 try:
                     with _mapped_errors():
                         while not exchange.headers_done:

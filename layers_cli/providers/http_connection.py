@@ -123,8 +123,9 @@ class Connection(asyncio.Protocol):
         self._until_close = False  # the body ends when the server closes (no length given)
 
     # -- driven by the pool -----------------------------------------------------------------
-    def send(self, data: bytes, timeout: float) -> Exchange:
-        """Write a request; the answer fills the returned `Exchange`."""
+    def send(self, data: bytes, timeout: float, soon: bool = False) -> Exchange:
+        """Write a request; the answer fills the returned `Exchange`. With ``soon``, the
+        write waits for the end of this event-loop step (see `_write_soon`)."""
         assert self.transport is not None and self.exchange is None
         self.exchange = Exchange()
         self._parser = httptools.HttpResponseParser(self)
@@ -132,8 +133,21 @@ class Connection(asyncio.Protocol):
         self._timeout = timeout
         self._last_arrival = self.loop.time()
         self._timer = self.loop.call_at(self._last_arrival + timeout, self._check_idle)
-        self.transport.write(data)
+        if soon:
+            self.loop.call_soon(self._write_soon, data)
+        else:
+            self.transport.write(data)
         return self.exchange
+
+    def _write_soon(self, data: bytes) -> None:
+        """A request written after the other callbacks of the step that sent it, so the
+        requests sent in one step leave one after the other. Each write wakes the reader
+        on the other end; on a VM, waking a CPU that went idle costs the writer tens of
+        µs, and one wake-up then serves the whole group (measured at 16 concurrent
+        requests: 30-37 → 12-14 µs per write, issue 5). A connection lost meanwhile has
+        already failed the exchange (`connection_lost`)."""
+        if not self.closed and self.transport is not None:
+            self.transport.write(data)
 
     async def wait(self) -> None:
         """Until something new happened to the current exchange (headers, body, the end,
