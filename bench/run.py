@@ -44,6 +44,7 @@ from typing import Any
 
 import load
 import spy_summary
+import wakeup
 
 BENCH_DIR = Path(__file__).resolve().parent
 MODEL = "stub/fast"
@@ -278,7 +279,11 @@ def measure_load(b: Bench, layers_port: int, floor_port: int) -> dict[str, Any]:
 
     whole: dict[str, dict[int, list[dict[str, Any]]]] = {n: {} for n in urls}
     streams: dict[str, dict[int, list[dict[str, Any]]]] = {n: {} for n in urls}
+    wake_us: list[float | None] = []  # per round: see wakeup.py
     for rnd in range(1, b.mode.rounds + 1):
+        wake_us.append(wakeup.wake_p50_us(DAEMON_CPU, LOAD_CPU) if b.pinned else None)
+        if wake_us[-1] is not None:
+            say(f"round {rnd} cross-core round trip after 200 µs idle: {wake_us[-1]:.0f} µs")
         for conc in b.mode.concurrencies:
             for name in urls:  # A (direct), B (layers), then the floor
                 r = load.run_wrk(
@@ -309,7 +314,7 @@ def measure_load(b: Bench, layers_port: int, floor_port: int) -> dict[str, Any]:
                     f"  ttfb p50 {r['ttfb_p50_ms']:7.2f} ms  total p50 {r['total_p50_ms']:7.2f}"
                     f" ms  errors {r['errors']}"
                 )
-    return {"whole": whole, "streams": streams}
+    return {"whole": whole, "streams": streams, "wake_us": wake_us}
 
 
 def summarise_load(raw: dict[str, Any]) -> dict[str, Any]:
@@ -745,13 +750,19 @@ def _round_lines(raw: dict[str, Any]) -> list[str]:
         lines.append("rounds, whole c=16 req/s (% of direct, steal): " + " / ".join(cells))
     if "1" in whole["layers"] or 1 in whole["layers"]:
         c1 = "1" if "1" in whole["layers"] else 1
+        wakes = raw.get("wake_us") or [None] * len(whole["layers"][c1])
         cells = [
-            f"{lay['p50_ms'] - d['p50_ms']:+.2f} (floor {f['p50_ms']:.2f}{_steal(lay)})"
-            for d, lay, f in zip(
-                whole["direct"][c1], whole["layers"][c1], whole["floor"][c1], strict=True
+            f"{lay['p50_ms'] - d['p50_ms']:+.2f} (floor {f['p50_ms']:.2f}{_steal(lay)}"
+            + ("" if wake is None else f", wake {wake / 1000:.2f}")
+            + ")"
+            for d, lay, f, wake in zip(
+                whole["direct"][c1], whole["layers"][c1], whole["floor"][c1], wakes, strict=True
             )
         ]
-        lines.append("rounds, whole c=1 added p50 ms (floor p50, steal): " + " / ".join(cells))
+        lines.append(
+            "rounds, whole c=1 added p50 ms (floor p50, steal, cross-core round trip ms after"
+            " 200 µs idle): " + " / ".join(cells)
+        )
     return lines
 
 
