@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import statistics
 import subprocess
 import time
@@ -59,6 +60,18 @@ def _steal_pct(before: tuple[int, int] | None, after: tuple[int, int] | None) ->
     return 100 * (after[0] - before[0]) / (after[1] - before[1])
 
 
+def process_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a process so far, all its threads (Linux /proc; None
+    elsewhere). Time the hypervisor stole is accounted as steal, not here, so CPU time per
+    request moves far less than throughput between a VM's calm and slow minutes."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _lua_string(text: str) -> str:
     """A Lua string literal (JSON escaping is a subset of what Lua accepts)."""
     return json.dumps(text)
@@ -79,15 +92,17 @@ def run_wrk(
     seconds: float,
     pin: list[str],
     threads: int = 1,
+    cpu_of: int | None = None,
 ) -> dict[str, Any]:
-    """One wrk run; returns requests/s, latency percentiles (ms) and error counts."""
+    """One wrk run; returns requests/s, latency percentiles (ms) and error counts, and with
+    ``cpu_of`` (a server's pid) that process's CPU µs per request."""
     cmd = [
         *pin, wrk, f"-t{min(threads, connections)}", f"-c{connections}",
         f"-d{max(1, round(seconds))}s", "--timeout", "10s", "-s", str(script), url,
     ]  # fmt: skip
-    before = _cpu_ticks()
+    before, cpu_before = _cpu_ticks(), process_cpu_s(cpu_of) if cpu_of else None
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
-    after = _cpu_ticks()
+    after, cpu_after = _cpu_ticks(), process_cpu_s(cpu_of) if cpu_of else None
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("WRKJSON ")), None)
     if proc.returncode != 0 or line is None:
         raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stderr or proc.stdout}")
@@ -104,6 +119,11 @@ def run_wrk(
         "max_ms": raw["max_us"] / 1000,
         "errors": errors,
         "steal_pct": _steal_pct(before, after),
+        "cpu_us_per_request": (
+            1e6 * (cpu_after - cpu_before) / raw["requests"]
+            if cpu_before is not None and cpu_after is not None and raw["requests"]
+            else None
+        ),
         "non_2xx": raw["status"],
         "socket_errors": {k: raw[k] for k in ("connect", "read", "write", "timeout")},
     }

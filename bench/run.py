@@ -256,7 +256,7 @@ def prepared(prefix: str) -> Iterator[Bench]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def measure_load(b: Bench, layers_port: int, floor_port: int) -> dict[str, Any]:
+def measure_load(b: Bench, layers_port: int, floor_port: int, daemon_pid: int) -> dict[str, Any]:
     urls = {
         "direct": f"http://127.0.0.1:{b.stub_port}/v1/chat/completions",
         "layers": f"http://127.0.0.1:{layers_port}/v1/chat/completions",
@@ -293,6 +293,7 @@ def measure_load(b: Bench, layers_port: int, floor_port: int) -> dict[str, Any]:
                     connections=conc,
                     seconds=b.mode.wrk_seconds,
                     pin=b.load_pin,
+                    cpu_of=daemon_pid if name == "layers" else None,
                 )
                 whole[name].setdefault(conc, []).append(r)
                 if name == "layers":
@@ -340,6 +341,8 @@ def summarise_load(raw: dict[str, Any]) -> dict[str, Any]:
             "direct": sum(r["requests"] for r in direct_runs),
             "layers": sum(r["requests"] for r in layer_runs),
         }
+        cpu = [r["cpu_us_per_request"] for r in layer_runs if r.get("cpu_us_per_request")]
+        row["cpu_us_per_request"] = median(cpu) if cpu else None
         out["whole"][conc] = row
     for conc, direct_runs in raw["streams"]["direct"].items():
         layer_runs = raw["streams"]["layers"][conc]
@@ -673,6 +676,9 @@ def _rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
         target = _verdict(added <= t["added_p50_c1_ms_max"], f"added {added:+.2f} ms <= 1.0")
         compare(f"whole c={c} p50 ms", r["p50_ms"], target=target if c == 1 else "")
         compare(f"whole c={c} p99 ms", r["p99_ms"])
+        cpu = r.get("cpu_us_per_request")
+        if c == 16 and cpu:  # what one core could serve if nobody took any of its time
+            single(f"whole c={c} daemon CPU/request", f"{cpu:.0f} µs (1 core: {1e6 / cpu:,.0f}/s)")
     for conc, r in report["streams"].items():
         c = int(conc)
         compare(f"stream c={c} req/s", r["rps"], 0)
@@ -744,10 +750,13 @@ def _round_lines(raw: dict[str, Any]) -> list[str]:
     if "16" in whole["layers"] or 16 in whole["layers"]:
         c16 = "16" if "16" in whole["layers"] else 16
         cells = [
-            f"{lay['rps']:,.0f} ({100 * lay['rps'] / d['rps']:.1f}%{_steal(lay)})"
+            f"{lay['rps']:,.0f} ({100 * lay['rps'] / d['rps']:.1f}%{_steal(lay)}{_cpu(lay)})"
             for d, lay in zip(whole["direct"][c16], whole["layers"][c16], strict=True)
         ]
-        lines.append("rounds, whole c=16 req/s (% of direct, steal): " + " / ".join(cells))
+        lines.append(
+            "rounds, whole c=16 req/s (% of direct, steal, daemon CPU µs per request): "
+            + " / ".join(cells)
+        )
     if "1" in whole["layers"] or 1 in whole["layers"]:
         c1 = "1" if "1" in whole["layers"] else 1
         wakes = raw.get("wake_us") or [None] * len(whole["layers"][c1])
@@ -769,6 +778,11 @@ def _round_lines(raw: dict[str, Any]) -> list[str]:
 def _steal(run: dict[str, Any]) -> str:
     steal = run.get("steal_pct")
     return "" if steal is None else f", steal {steal:.0f}%"
+
+
+def _cpu(run: dict[str, Any]) -> str:
+    cpu = run.get("cpu_us_per_request")
+    return "" if cpu is None else f", cpu {cpu:.0f}"
 
 
 def render(report: dict[str, Any]) -> str:
@@ -828,7 +842,7 @@ def run(mode: Mode, profile_out: Path | None, profile_conc: int, keep: bool) -> 
         daemon = b.start_daemon(port)
         b.first_completion(port, time.perf_counter() + 30)
         say_step(f"load: {mode.rounds} rounds, direct then through Layers (A B A B)")
-        raw = measure_load(b, port, floor_port)
+        raw = measure_load(b, port, floor_port, daemon.pid)
         report["raw"] = raw
         report.update(summarise_load(raw))
         report["rss"] = read_rss(daemon.pid)
