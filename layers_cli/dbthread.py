@@ -16,6 +16,7 @@ abort on a full disk or an I/O error is caught).
 from __future__ import annotations
 
 import asyncio
+import os
 import queue
 import sqlite3
 import threading
@@ -87,6 +88,7 @@ class DatabaseThread:
 
     # -- on the database thread ----------------------------------------------------------
     def _serve(self) -> None:
+        _behind_the_event_loop()
         while True:
             item = self._queue.get()
             if item is None:
@@ -146,6 +148,23 @@ class DatabaseThread:
                 loop.call_soon_threadsafe(_resolve, results)
             except RuntimeError:  # that loop is closed: nobody is waiting any more
                 pass
+
+
+def _behind_the_event_loop() -> None:
+    """Make the calling thread ``SCHED_BATCH`` (Linux), so the kernel never lets it preempt
+    the task running when it is woken.
+
+    `submit` wakes this thread while the event loop still holds the GIL. As an ordinary
+    thread it would take the CPU at once, find the GIL held, and give the CPU back: two
+    context switches for nothing, each time. As a batch thread it starts when the loop
+    waits. It gets the same share of the CPU; on a busy machine, a wake-up may wait for the
+    running task's time slice (a few ms at most). Measured with the daemon pinned to one
+    core: context switches at 16 concurrent requests 1.6 → 0.25 per request, CPU per
+    request −7% (4, 16 and 64 connections: −15%, −7%, −9%), issue 5."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    except (AttributeError, OSError):  # not Linux, or not allowed: the default policy stays
+        pass
 
 
 def _attempt(work: Callable[[], Any]) -> tuple[bool, Any]:

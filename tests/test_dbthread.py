@@ -5,6 +5,8 @@ durable."""
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -127,3 +129,15 @@ def test_stop_finishes_queued_work(db):
 
     assert isinstance(asyncio.run(queue_then_stop()), ledger.Hold)
     assert ledger.balance(db).held == 1_000_000
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="scheduling policies are Linux's")
+def test_the_database_thread_never_preempts_the_event_loop(db):
+    """It runs as a batch thread (see `dbthread._behind_the_event_loop`), and still works."""
+    worker = DatabaseThread(db)
+    try:
+        assert asyncio.run(worker.run(lambda: 6 * 7)) == 42
+        assert os.sched_getscheduler(worker._thread.native_id) == os.SCHED_BATCH
+    finally:
+        worker.stop()
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the caller's own policy is untouched
