@@ -141,3 +141,24 @@ def test_the_database_thread_never_preempts_the_event_loop(db):
     finally:
         worker.stop()
     assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the caller's own policy is untouched
+
+
+def test_results_reach_the_loop_through_its_pipe_and_stop_hands_over_the_last(db):
+    """With a loop, results are handed over through a pipe (`dbthread._Handover`). `stop`,
+    called on that loop's thread, resolves whatever the thread finished meanwhile, then
+    closes the pipe."""
+    fds = len(os.listdir("/proc/self/fd")) if sys.platform == "linux" else None
+
+    async def go() -> list[Any]:
+        worker = DatabaseThread(db, loop=asyncio.get_running_loop())
+        assert await worker.run(lambda: "first") == "first"
+        with pytest.raises(ZeroDivisionError):
+            await worker.run(lambda: 1 / 0)
+        last = [worker.submit(lambda i=i: i) for i in range(50)]
+        worker.stop()  # blocks this loop until the thread ended
+        assert all(f.done() for f in last)
+        return [f.result() for f in last]
+
+    assert asyncio.run(go()) == list(range(50))
+    if fds is not None:
+        assert len(os.listdir("/proc/self/fd")) == fds
