@@ -27,17 +27,15 @@ from run import BODY, free_port, prepared
 def thread_times(pid: int) -> dict[str, tuple[float, float]]:
     """(user, system) seconds per thread: "loop" is the main thread (the event loop), the
     busy other one is the database thread."""
-    tick = os.sysconf("SC_CLK_TCK")
     times = {}
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
-            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
             name = Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
         except FileNotFoundError:
             continue
-        fields = stat.rsplit(")", 1)[1].split()
-        key = "loop" if int(tid) == pid else f"{name}-{tid}"
-        times[key] = (int(fields[11]) / tick, int(fields[12]) / tick)
+        seconds = load.stat_cpu_s(f"/proc/{pid}/task/{tid}/stat")
+        if seconds is not None:
+            times["loop" if int(tid) == pid else f"{name}-{tid}"] = seconds
     return times
 
 

@@ -60,16 +60,24 @@ def _steal_pct(before: tuple[int, int] | None, after: tuple[int, int] | None) ->
     return 100 * (after[0] - before[0]) / (after[1] - before[1])
 
 
-def process_cpu_s(pid: int) -> float | None:
-    """User + system CPU seconds of a process so far, all its threads (Linux /proc; None
-    elsewhere). Time the hypervisor stole is accounted as steal, not here, so CPU time per
-    request moves far less than throughput between a VM's calm and slow minutes."""
+def stat_cpu_s(path: str) -> tuple[float, float] | None:
+    """(user, system) CPU seconds from a Linux ``/proc/PID/stat`` or ``/proc/PID/task/TID/stat``
+    file (None where there is none). Time the hypervisor stole is accounted as steal, not
+    here, so CPU time per request moves far less than throughput between a VM's calm and
+    slow minutes."""
     try:
-        with open(f"/proc/{pid}/stat") as stat:
+        with open(path) as stat:
             fields = stat.read().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def process_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a process so far, all its threads."""
+    times = stat_cpu_s(f"/proc/{pid}/stat")
+    return None if times is None else sum(times)
 
 
 def _lua_string(text: str) -> str:

@@ -55,10 +55,7 @@ class CoalescingTransport:
         self._head_waiting = False
 
     def write(self, data: bytes) -> None:
-        pending = self._pending
-        if not pending:
-            self._loop.call_soon(self.flush)
-        pending.append(data)
+        self._append(data)
         if data.startswith(_HEAD):
             self._head_waiting = True
         elif self._head_waiting:  # the first body write after a head: it leaves now
@@ -75,11 +72,15 @@ class CoalescingTransport:
     def write_soon(self, data: bytes) -> None:
         """Write ``data`` at the end of this event-loop step, with whatever else is pending
         by then: a whole response while other requests are in flight (`HotCycle`)."""
+        self._append(data)
+        self._head_waiting = False
+
+    def _append(self, data: bytes) -> None:
+        """Pending until the end of this step (the first one pending schedules the flush)."""
         pending = self._pending
         if not pending:
             self._loop.call_soon(self.flush)
         pending.append(data)
-        self._head_waiting = False
 
     def flush(self) -> None:
         """Write what is pending. A head that leaves alone still counts as waiting: the
