@@ -30,7 +30,7 @@ SERVER_STACK = {
     "layers_cli.gateway", "layers_cli.server", "layers_cli.providers", "layers_cli.routing",
 }  # fmt: skip
 # pydantic only comes in through typer's parameter coercion; see layers_cli/cli/coerce.py.
-# markdown_it and pygments come in through typer's rich help; see render.lighten_typer_help.
+# markdown_it and pygments would come in through typer's rich help, which `layers` turns off.
 NEVER = SERVER_STACK | {"pydantic", "markdown_it", "pygments", "rich.markdown", "rich.traceback"}
 WATCHED = NEVER | {"rich", "sqlite_utils", "tomllib", "layers_cli.service", "layers_cli.catalog"}
 
@@ -44,7 +44,6 @@ try:
 except SystemExit as exc:
     code = exc.code
 loaded = [w for w in WATCHED if w in sys.modules]
-AFTER
 print("\\nPROBE " + json.dumps({"exit": code, "loaded": loaded}), file=sys.stderr)
 """
 
@@ -53,13 +52,9 @@ def _env(home: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO), "LAYERS_HOME": str(home), "COLUMNS": "100"}
 
 
-def _probe(home: Path, *args: str, setup: str = "", after: str = "") -> tuple[set[str], str]:
-    """Run ``layers ARGS`` through `main()`; the watched modules it loaded, and its stdout.
-
-    ``setup`` runs before `main()`, ``after`` after it (once the loaded modules are noted).
-    """
-    probe = PROBE.replace("AFTER", after)
-    code = f"WATCHED = {sorted(WATCHED)!r}\n{setup}\n{probe}"
+def _probe(home: Path, *args: str) -> tuple[set[str], str]:
+    """Run ``layers ARGS`` through `main()`; the watched modules it loaded, and its stdout."""
+    code = f"WATCHED = {sorted(WATCHED)!r}\n{PROBE}"
     proc = subprocess.run(
         [sys.executable, "-c", code, *args],
         capture_output=True, text=True, env=_env(home), cwd=REPO, timeout=60,
@@ -82,10 +77,10 @@ def test_importing_the_cli_loads_no_rich_database_or_server(isolated_home):
 
 
 @pytest.mark.parametrize("args", [["--help"], ["credits", "--help"], ["serve", "--help"]])
-def test_help_loads_rich_but_no_database_catalog_or_server(isolated_home, args):
+def test_help_loads_neither_rich_nor_the_database_catalog_or_server(isolated_home, args):
     loaded, out = _probe(isolated_home, *args)
     assert "Usage: layers" in out
-    assert loaded == {"rich"}
+    assert loaded == set()
 
 
 @pytest.mark.parametrize(
@@ -115,30 +110,6 @@ def test_models_list_parses_the_catalog_without_the_server_stack(isolated_home):
     assert json.loads(out)
     assert "layers_cli.catalog" in loaded
     assert not loaded & NEVER
-
-
-def test_help_is_the_same_with_and_without_the_light_import(isolated_home):
-    light_loaded, light = _probe(isolated_home, "--help")
-    # with the two modules imported for real first, the light import has nothing to replace
-    _, full = _probe(isolated_home, "--help", setup="import rich.markdown, rich.traceback")
-    assert "rich.markdown" not in light_loaded
-    assert light == full
-    assert "Commands" in light and "completion" in light
-
-
-def test_typer_help_stand_ins_load_the_real_rich_classes(isolated_home):
-    after = (
-        "import typer.rich_utils as ru\n"
-        "md = ru.Markdown('*x*')\n"
-        "try:\n"
-        "    1 / 0\n"
-        "except ZeroDivisionError as exc:\n"
-        "    tb = ru.Traceback.from_exception(type(exc), exc, exc.__traceback__)\n"
-        "print(type(md).__module__, type(tb).__module__)\n"
-    )
-    loaded, out = _probe(isolated_home, "--help", after=after)
-    assert "rich.markdown" not in loaded
-    assert out.rstrip().endswith("rich.markdown rich.traceback")
 
 
 # -- coercion: the pydantic-free shortcuts give what typer gives -----------------------------

@@ -73,9 +73,12 @@ app = typer.Typer(
     cls=LayersGroup,
     help="Layers: a local-first AI gateway. Projects, keys, credits, models and usage.",
     no_args_is_help=True,
+    # click's own help and usage errors, not typer's rich panels: the panels import rich and
+    # draw through it, ~40% of a `layers --help` (bench/README). Every group inherits this.
+    rich_markup_mode=None,
     add_completion=False,
     pretty_exceptions_show_locals=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120},
 )
 
 
@@ -132,9 +135,6 @@ _register()
 
 def main() -> None:
     """Console-script entry point: always called `layers`, whatever the launcher."""
-    from . import render
-
-    render.lighten_typer_help()
     if os.environ.get(COMPLETE_VAR):
         from .completion import enable_runtime
 

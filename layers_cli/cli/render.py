@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import importlib.util
 import json
 import os
 import sys
-import types
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -24,9 +22,6 @@ from typing import TYPE_CHECKING, Any
 from ..errors import LayersError
 
 if TYPE_CHECKING:
-    from importlib.machinery import ModuleSpec
-    from types import ModuleType
-
     from rich.console import Console
     from rich.text import Text
 
@@ -192,82 +187,3 @@ def error(exc: LayersError | str, hint: str | None = None) -> None:
     console.print(Text.assemble(("Error: ", "bold red"), message), soft_wrap=True)
     if hint:
         console.print(Text(hint, style="yellow"), soft_wrap=True)
-
-
-# -- typer's help -------------------------------------------------------------------------
-#
-# typer draws `--help` and usage errors with rich in `typer.rich_utils`, which imports
-# `rich.markdown` (markdown-it) and `rich.traceback` (pygments, attrs) at module level, for
-# markdown help text and pretty tracebacks. `layers` uses neither on those paths, and the two
-# imports cost ~60 ms of a ~250 ms `layers --help`. `lighten_typer_help` makes typer import that
-# module with stand-ins for the two classes, which load the real ones if ever called.
-
-
-class _Markdown:
-    """Stands in for `rich.markdown.Markdown` (typer uses it in ``markdown`` markup mode)."""
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
-        from rich.markdown import Markdown
-
-        return Markdown(*args, **kwargs)
-
-
-class _Traceback:
-    """Stands in for `rich.traceback.Traceback` (typer's pretty exceptions)."""
-
-    @classmethod
-    def from_exception(cls, *args: Any, **kwargs: Any) -> Any:
-        from rich.traceback import Traceback
-
-        return Traceback.from_exception(*args, **kwargs)
-
-
-_STAND_INS = {"rich.markdown": ("Markdown", _Markdown), "rich.traceback": ("Traceback", _Traceback)}
-
-
-class _LightLoader:
-    """Runs the real loader of `typer.rich_utils` with the stand-ins in `sys.modules`."""
-
-    def __init__(self, loader: Any) -> None:
-        self.loader = loader
-
-    def __getattr__(self, name: str) -> Any:  # get_source, get_filename, … for tracebacks
-        return getattr(self.loader, name)
-
-    def create_module(self, spec: ModuleSpec) -> ModuleType | None:
-        return self.loader.create_module(spec)  # type: ignore[no-any-return]
-
-    def exec_module(self, module: ModuleType) -> None:
-        placed = {}
-        for name, (attr, stand_in) in _STAND_INS.items():
-            if name not in sys.modules:  # already imported for real: nothing to save
-                placed[name] = types.ModuleType(name)
-                setattr(placed[name], attr, stand_in)
-        sys.modules.update(placed)
-        try:
-            self.loader.exec_module(module)
-        finally:
-            for name, stand_in_module in placed.items():
-                if sys.modules.get(name) is stand_in_module:
-                    del sys.modules[name]
-
-
-class _LightFinder:
-    """A `sys.meta_path` entry that only answers for `typer.rich_utils`, once."""
-
-    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> ModuleSpec | None:
-        if fullname != "typer.rich_utils":
-            return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(fullname)
-        if spec is not None and spec.loader is not None:
-            spec.loader = _LightLoader(spec.loader)  # type: ignore[assignment]
-        return spec
-
-
-def lighten_typer_help() -> None:
-    """Have typer's rich help import without `rich.markdown` and `rich.traceback` (see above)."""
-    if "typer.rich_utils" not in sys.modules and not any(
-        isinstance(finder, _LightFinder) for finder in sys.meta_path
-    ):
-        sys.meta_path.insert(0, _LightFinder())
