@@ -782,7 +782,41 @@ def _round_lines(raw: dict[str, Any]) -> list[str]:
             "rounds, whole c=1 added p50 ms (floor p50, steal, cross-core round trip ms after"
             " 200 µs idle): " + " / ".join(cells)
         )
+    calm = _calm_rounds(whole)
+    if calm:
+        lines.append(f"calm rounds (steal <= {CALM_STEAL_PCT:.0f}% in the Layers run): " + calm)
     return lines
+
+
+CALM_STEAL_PCT = 5.0
+
+
+def _calm_rounds(whole: dict[str, Any]) -> str:
+    """The medians again over the rounds in which the hypervisor took little of the CPUs'
+    time: what the code does when the machine is not slowed by its neighbours. Informative
+    only; the verdicts above use every round."""
+    parts = []
+    for conc, what in ((16, "c=16"), (1, "c=1")):
+        key = str(conc) if str(conc) in whole["layers"] else conc
+        if key not in whole["layers"]:
+            continue
+        pairs = list(zip(whole["direct"][key], whole["layers"][key], strict=True))
+        calm = [(d, lay) for d, lay in pairs if _steal_at_most(lay, CALM_STEAL_PCT)]
+        if not calm:
+            parts.append(f"{what} none of {len(pairs)}")
+        elif conc == 16:
+            rps = median([lay["rps"] for _, lay in calm])
+            share = median([100 * lay["rps"] / d["rps"] for d, lay in calm])
+            parts.append(f"{what} {len(calm)} of {len(pairs)}, {rps:,.0f} req/s ({share:.1f}%)")
+        else:
+            added = median([lay["p50_ms"] - d["p50_ms"] for d, lay in calm])
+            parts.append(f"{what} {len(calm)} of {len(pairs)}, added {added:+.2f} ms")
+    return "; ".join(parts)
+
+
+def _steal_at_most(run: dict[str, Any], pct: float) -> bool:
+    steal = run.get("steal_pct")
+    return steal is not None and steal <= pct
 
 
 def _steal(run: dict[str, Any]) -> str:
