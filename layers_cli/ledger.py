@@ -268,8 +268,7 @@ def _close(db: Database, h: Hold, status: str, charged: int, also: AlsoFn | None
 def settle(db: Database, h: Hold, actual: int, *, also: AlsoFn | None = None) -> int:
     """Close the hold and charge ``actual`` micro-credits; ``also`` runs in the same
     transaction (the service writes the request row there). Returns what was charged."""
-    if actual < 0:
-        raise InvalidRequest("A charge cannot be negative.")
+    _refuse_negative(actual)
     return _close(db, h, "settled", actual, also)
 
 
@@ -363,6 +362,12 @@ def reserve(
         return Reserved(current + grow, available + pledged - grow)
 
 
+def _refuse_negative(charge: int) -> None:
+    """Before any movement that charges: a negative charge would be a top-up in disguise."""
+    if charge < 0:
+        raise InvalidRequest("A charge cannot be negative.")
+
+
 def _charge_once(conn: sqlite3.Connection, h: Hold, actual: int) -> int | None:
     """Write the request's charge entry. When it was written before (a retried settlement,
     which moves nothing), what it charged then; else None."""
@@ -396,8 +401,7 @@ def charge_reserved(
     (what is left still covers the other requests in flight). When the daemon is ``idle``
     the whole reservation goes back. ``actual`` 0 is a release. Returns (charged, what is
     left)."""
-    if actual < 0:
-        raise InvalidRequest("A charge cannot be negative.")
+    _refuse_negative(actual)
     with immediate(db) as conn:
         current, available = _reserved_and_available(conn, row_id)
         before = _charge_once(conn, h, actual)
@@ -419,8 +423,7 @@ def charge_from_balance(
     balance covers it, else refuse with 402 and write nothing (another process spent the
     balance meanwhile: the daemon's view said it would be there). ``also`` runs in the same
     transaction. Returns (charged, the available balance after)."""
-    if actual < 0:
-        raise InvalidRequest("A charge cannot be negative.")
+    _refuse_negative(actual)
     with immediate(db) as conn:
         available = balance_available(conn)
         if actual > available:
