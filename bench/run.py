@@ -137,7 +137,7 @@ class Bench:
 
     def compile_package(self) -> None:
         """Bytecode for every module of `layers_cli`, as `pip install` writes it. An editable
-        checkout run with PYTHONDONTWRITEBYTECODE=1 (as on CI machines) never gets any, and
+        checkout run with PYTHONDONTWRITEBYTECODE=1 (set on the machines here) never gets any, and
         then every `layers` process compiles its modules from source: ~40 ms of `--help`."""
         find = "import layers_cli, os; print(os.path.dirname(layers_cli.__file__))"
         package = subprocess.run(
