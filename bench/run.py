@@ -137,8 +137,9 @@ class Bench:
 
     def compile_package(self) -> None:
         """Bytecode for every module of `layers_cli`, as `pip install` writes it. An editable
-        checkout run with PYTHONDONTWRITEBYTECODE=1 (set on the machines here) never gets any, and
-        then every `layers` process compiles its modules from source: ~40 ms of `--help`."""
+        checkout run with PYTHONDONTWRITEBYTECODE=1 (set on the machines here) never gets
+        any, and then every `layers` process compiles its modules from source: ~40 ms of
+        `--help`."""
         find = "import layers_cli, os; print(os.path.dirname(layers_cli.__file__))"
         package = subprocess.run(
             [sys.executable, "-c", find], capture_output=True, text=True, check=True
@@ -758,8 +759,8 @@ def _round_lines(raw: dict[str, Any]) -> list[str]:
     to 1.06 ms within one run), and the reader should see that."""
     whole = raw["whole"]
     lines = []
-    if "16" in whole["layers"] or 16 in whole["layers"]:
-        c16 = "16" if "16" in whole["layers"] else 16
+    c16, c1 = _conc_key(whole, 16), _conc_key(whole, 1)
+    if c16 is not None:
         cells = [
             f"{lay['rps']:,.0f} ({100 * lay['rps'] / d['rps']:.1f}%{_steal(lay)}{_cpu(lay)})"
             for d, lay in zip(whole["direct"][c16], whole["layers"][c16], strict=True)
@@ -768,8 +769,7 @@ def _round_lines(raw: dict[str, Any]) -> list[str]:
             "rounds, whole c=16 req/s (% of direct, steal, daemon CPU µs per request): "
             + " / ".join(cells)
         )
-    if "1" in whole["layers"] or 1 in whole["layers"]:
-        c1 = "1" if "1" in whole["layers"] else 1
+    if c1 is not None:
         wakes = raw.get("wake_us") or [None] * len(whole["layers"][c1])
         cells = [
             f"{lay['p50_ms'] - d['p50_ms']:+.2f} (floor {f['p50_ms']:.2f}{_steal(lay)}"
@@ -792,14 +792,23 @@ def _round_lines(raw: dict[str, Any]) -> list[str]:
 CALM_STEAL_PCT = 5.0
 
 
+def _conc_key(whole: dict[str, Any], conc: int) -> str | int | None:
+    """How ``whole``'s runs are keyed for a concurrency: an int as measured, a string once
+    read back from the JSON; None when that concurrency was not run."""
+    for key in (conc, str(conc)):
+        if key in whole["layers"]:
+            return key
+    return None
+
+
 def _calm_rounds(whole: dict[str, Any]) -> str:
     """The medians again over the rounds in which the hypervisor took little of the CPUs'
     time: what the code does when the machine is not slowed by its neighbours. Informative
     only; the verdicts above use every round."""
     parts = []
     for conc, what in ((16, "c=16"), (1, "c=1")):
-        key = str(conc) if str(conc) in whole["layers"] else conc
-        if key not in whole["layers"]:
+        key = _conc_key(whole, conc)
+        if key is None:
             continue
         pairs = list(zip(whole["direct"][key], whole["layers"][key], strict=True))
         calm = [(d, lay) for d, lay in pairs if _steal_at_most(lay, CALM_STEAL_PCT)]
