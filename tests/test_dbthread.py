@@ -162,3 +162,41 @@ def test_results_reach_the_loop_through_its_pipe_and_stop_hands_over_the_last(db
     assert asyncio.run(go()) == list(range(50))
     if fds is not None:
         assert len(os.listdir("/proc/self/fd")) == fds
+
+
+_MEMORY_PROBE = """
+import ctypes, os, sys
+from pathlib import Path
+from layers_cli import ledger
+from layers_cli.db import open_db, stop_sqlite_memory_statistics
+early = None
+if sys.argv[2] == "opened-first":
+    early = open_db(Path(sys.argv[1]) / "early.db")
+off = stop_sqlite_memory_statistics()
+db = open_db(Path(sys.argv[1]) / "ledger.db")
+ledger.topup(db, 5_000_000)
+lib = ctypes.CDLL("libsqlite3.so.0", mode=os.RTLD_NOLOAD)
+lib.sqlite3_memory_used.restype = ctypes.c_int64
+print(off, ledger.balance(db).available, lib.sqlite3_memory_used() > 0)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the statistics switch is Linux's")
+@pytest.mark.parametrize(
+    "order, expected",
+    [("fresh", "True 5000000 False"), ("opened-first", "False 5000000 True")],
+)
+def test_sqlite_memory_statistics_go_off_only_before_any_connection(tmp_path, order, expected):
+    """What `layers serve` does first: with no connection open, SQLite stops counting its
+    memory (and the ledger works as before); with one open, nothing is changed under it."""
+    import subprocess
+
+    probe = [sys.executable, "-c", _MEMORY_PROBE, str(tmp_path), order]
+    try:
+        import ctypes
+
+        ctypes.CDLL("libsqlite3.so.0")
+    except OSError:
+        pytest.skip("this Python's sqlite3 does not use a shared libsqlite3")
+    out = subprocess.run(probe, capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.split("\n")[-2] == expected

@@ -24,12 +24,14 @@ def register(app: typer.Typer) -> None:
         """Run the OpenAI-compatible gateway on this machine."""
         import uvicorn
 
+        from ..db import stop_sqlite_memory_statistics
         from ..errors import LayersError
         from ..server.app import create_app
         from ..server.protocol import UVICORN_OPTIONS
         from ..service import Layers
         from ..settings import load_settings
 
+        stop_sqlite_memory_statistics()  # first: no database is open yet
         root = ctx.find_root()
         home = root.params.get("home") if root.params else None
         try:
