@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import socket
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -310,6 +311,32 @@ def test_a_bug_is_a_500_with_an_openai_body_and_a_request_id(tmp_path, options):
             assert status == 500 and error["code"] == "internal_error"
             assert "a bug" not in answer.decode()
             assert headers["x-request-id"] == error["request_id"]
+
+
+@pytest.mark.parametrize("options", [UVICORN_OPTIONS, {}], ids=["layers-protocol", "uvicorn"])
+def test_a_kept_alive_connection_is_closed_once_idle_for_the_timeout_and_not_before(
+    tmp_path, options
+):
+    """Requests keep coming on one connection past the first response's timeout (the
+    connection is never idle that long), then it falls idle and is closed."""
+
+    async def answer(*args: object) -> tuple[dict, dict]:
+        return {"ok": True}, {}
+
+    timeout = 0.4
+    with embeddings_answered_by(
+        tmp_path / "idle", answer, {**options, "timeout_keep_alive": timeout}
+    ) as (post, reader):
+        started = time.monotonic()
+        while time.monotonic() - started < 3 * timeout:  # busy past several timeouts
+            post()
+            assert reader.response()[0] == 200
+            time.sleep(timeout / 4)
+        post()  # still open
+        assert reader.response()[0] == 200
+        idle_from = time.monotonic()
+        assert reader.closed()  # by the server (within 5 s): EOF without a request from us
+        assert time.monotonic() - idle_from >= timeout / 2  # and not at once
 
 
 @pytest.mark.parametrize(
