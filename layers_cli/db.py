@@ -68,6 +68,7 @@ def schema_version(db: Database) -> int:
 
 
 SQLITE_CONFIG_MEMSTATUS = 9  # sqlite3.h
+_memory_statistics_off = False  # once off, `sqlite3_memory_used()` says 0 whatever is open
 
 
 def stop_sqlite_memory_statistics() -> bool:
@@ -80,30 +81,31 @@ def stop_sqlite_memory_statistics() -> bool:
     per request at 16 concurrent requests (bench/instructions.py, issue 5).
 
     Only ``sqlite3_config`` can do it, and only while the library is shut down, so this
-    must run before any connection of the process is opened; it does nothing when one
-    exists. Linux only (the library `_sqlite3` links, found by its soname among those
-    already loaded; elsewhere SQLite is often built into `_sqlite3`). Returns whether the
-    statistics are off."""
+    must run before the process opens any database: it does nothing while SQLite holds any
+    memory (counted until now), which an open connection always does. Linux only (the
+    library `_sqlite3` links, found by its soname among those already loaded; elsewhere
+    SQLite is often built into `_sqlite3`). Returns whether the statistics are off."""
+    global _memory_statistics_off
     import ctypes
-    import gc
     import os
     import sys
 
-    if not sys.platform.startswith("linux"):
-        return False
+    if _memory_statistics_off or not sys.platform.startswith("linux"):
+        return _memory_statistics_off
     try:
         lib = ctypes.CDLL("libsqlite3.so.0", mode=os.RTLD_NOLOAD)
     except OSError:  # not loaded: `_sqlite3` carries its own copy
         return False
-    if lib.sqlite3_libversion_number() != sqlite3.sqlite_version_info[0] * 1_000_000 + (
-        sqlite3.sqlite_version_info[1] * 1_000 + sqlite3.sqlite_version_info[2]
-    ):
+    major, minor, patch = sqlite3.sqlite_version_info
+    if lib.sqlite3_libversion_number() != major * 1_000_000 + minor * 1_000 + patch:
         return False  # another copy than the one `_sqlite3` uses
-    if any(isinstance(o, sqlite3.Connection) for o in gc.get_objects()):
-        return False  # shutting the library down now would pull it from under that one
+    lib.sqlite3_memory_used.restype = ctypes.c_int64
+    if lib.sqlite3_memory_used() != 0:
+        return False  # a connection is open: shutting the library down would pull it away
     lib.sqlite3_shutdown()
     off = lib.sqlite3_config(ctypes.c_int(SQLITE_CONFIG_MEMSTATUS), ctypes.c_int(0)) == 0
     lib.sqlite3_initialize()
+    _memory_statistics_off = off
     return off
 
 

@@ -174,6 +174,7 @@ if sys.argv[2] == "opened-first":
     early = open_db(Path(sys.argv[1]) / "early.db")
 off = stop_sqlite_memory_statistics()
 db = open_db(Path(sys.argv[1]) / "ledger.db")
+assert stop_sqlite_memory_statistics() is off  # asked again with one open: nothing changes
 ledger.topup(db, 5_000_000)
 lib = ctypes.CDLL("libsqlite3.so.0", mode=os.RTLD_NOLOAD)
 lib.sqlite3_memory_used.restype = ctypes.c_int64
