@@ -786,7 +786,24 @@ def _round_lines(raw: dict[str, Any]) -> list[str]:
     calm = _calm_rounds(whole)
     if calm:
         lines.append(f"calm rounds (steal <= {CALM_STEAL_PCT:.0f}% in the Layers run): " + calm)
+    over = _over_the_floor(raw)
+    if over:
+        lines.append("over the floor (median of each round's Layers − floor, c=1): " + over)
     return lines
+
+
+def _over_the_floor(raw: dict[str, Any]) -> str:
+    """What Layers itself adds at one connection: each round's figure minus the floor's in
+    the same round (the floor pays the same extra hop and wake-ups, so a slow minute moves
+    both), then the median. Informative only, like the calm rounds."""
+    parts = []
+    for kind, key, what in (("whole", "p50_ms", "whole p50"), ("streams", "ttfb_p50_ms", "TTFB")):
+        runs = raw.get(kind, {})
+        if "floor" not in runs or (c1 := _conc_key(runs, 1)) is None:
+            continue
+        pairs = zip(runs["layers"][c1], runs["floor"][c1], strict=True)
+        parts.append(f"{what} {median([lay[key] - f[key] for lay, f in pairs]):+.2f} ms")
+    return "; ".join(parts)
 
 
 CALM_STEAL_PCT = 5.0
