@@ -5,7 +5,9 @@ durable."""
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
+import subprocess
 import sys
 import threading
 from collections.abc import Awaitable, Callable
@@ -190,13 +192,9 @@ print(off, ledger.balance(db).available, lib.sqlite3_memory_used() > 0)
 def test_sqlite_memory_statistics_go_off_only_before_any_connection(tmp_path, order, expected):
     """What `layers serve` does first: with no connection open, SQLite stops counting its
     memory (and the ledger works as before); with one open, nothing is changed under it."""
-    import subprocess
-
     probe = [sys.executable, "-c", _MEMORY_PROBE, str(tmp_path), order]
-    try:
-        import ctypes
-
-        ctypes.CDLL("libsqlite3.so.0")
+    try:  # the one `sqlite3` (imported above) loaded, not any copy the system might have
+        ctypes.CDLL("libsqlite3.so.0", mode=os.RTLD_NOLOAD)
     except OSError:
         pytest.skip("this Python's sqlite3 does not use a shared libsqlite3")
     out = subprocess.run(probe, capture_output=True, text=True, timeout=60, check=True)
